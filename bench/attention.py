@@ -1,0 +1,138 @@
+"""Planned self-attention for diffusers' `WanTransformer3DModel`.
+
+Every `attn1` of the DiT gets a `PlannedAttnProcessor`. For one forward the sampler (or the
+trainer) hands `PlannedWan` an `AttentionState`: the temporal RoPE position of each input frame,
+the memory frames to read from the KV reservoir with their planned positions, whether to write the
+input's K/V into the reservoir (the clean pass), and an optional boolean mask. Spatial RoPE is
+Wan's as usual; temporal RoPE is applied at the planned positions, so keys live in the reservoir
+without RoPE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import WanTransformer3DModel
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+from .reservoir import KVReservoir
+
+
+@dataclass
+class AttentionState:
+    positions: Sequence[int]  # temporal RoPE position of each input (latent) frame
+    memory_frames: Sequence[int] = ()
+    memory_positions: Sequence[int] = ()
+    reservoir: KVReservoir | None = None
+    write_frames: Sequence[int] = ()  # frame ids under which the input's K/V are stored (clean pass)
+    mask: torch.Tensor | None = None  # (queries, keys) boolean, True = attend
+    rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    memory_rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+
+def rope_tables(
+    rope: torch.nn.Module, frame_positions: Sequence[int], height: int, width: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wan's 3D RoPE (cos, sin) for frames at arbitrary temporal positions, shaped (1, tokens, 1, head_dim).
+
+    Built with diffusers' own 1D table function, so positions 0..F-1 reproduce `WanRotaryPosEmbed`.
+    """
+    pos_t = torch.tensor(list(frame_positions), dtype=torch.float64)
+    parts = []
+    for dim, pos in ((rope.t_dim, pos_t), (rope.h_dim, torch.arange(height)), (rope.w_dim, torch.arange(width))):
+        parts.append(get_1d_rotary_pos_embed(dim, pos, 10000.0, use_real=True, freqs_dtype=torch.float64))
+    frames, grid = len(pos_t), (len(pos_t), height, width)
+    tables = []
+    for which in (0, 1):
+        t_tab = parts[0][which].view(frames, 1, 1, -1).expand(*grid, -1)
+        h_tab = parts[1][which].view(1, height, 1, -1).expand(*grid, -1)
+        w_tab = parts[2][which].view(1, 1, width, -1).expand(*grid, -1)
+        tables.append(torch.cat([t_tab, h_tab, w_tab], dim=-1).reshape(1, -1, 1, rope.attention_head_dim).to(device))
+    return tables[0], tables[1]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved channel pairs of x (batch, tokens, heads, head_dim), as Wan does."""
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos[..., 0::2], sin[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
+
+
+class StateSlot:
+    """Shared by all processors of one model: the state of the forward in flight."""
+
+    state: AttentionState | None = None
+
+
+class PlannedAttnProcessor:
+    def __init__(self, layer: int, slot: StateSlot) -> None:
+        self.layer = layer
+        self.slot = slot
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        state = self.slot.state
+        if state is None:
+            raise RuntimeError("PlannedAttnProcessor called outside PlannedWan.forward")
+        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+        key = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1))
+        value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
+
+        if state.write_frames:
+            state.reservoir.write(self.layer, state.write_frames, key, value)
+
+        cos, sin = state.rope
+        query, key = apply_rope(query, cos, sin), apply_rope(key, cos, sin)
+        if state.memory_frames:
+            mem_k, mem_v = state.reservoir.gather(self.layer, state.memory_frames)
+            mem_k = apply_rope(mem_k.to(key.dtype), *state.memory_rope)
+            key = torch.cat([mem_k, key], dim=1)
+            value = torch.cat([mem_v.to(value.dtype), value], dim=1)
+
+        out = F.scaled_dot_product_attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=state.mask
+        )
+        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+class PlannedWan(torch.nn.Module):
+    """A `WanTransformer3DModel` whose self-attention follows an `AttentionState` per forward."""
+
+    def __init__(self, transformer: WanTransformer3DModel) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.slot = StateSlot()
+        for i, block in enumerate(transformer.blocks):
+            block.attn1.set_processor(PlannedAttnProcessor(i, self.slot))
+
+    @property
+    def config(self):
+        return self.transformer.config
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        _, p_h, p_w = self.config.patch_size
+        return height // p_h, width // p_w
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        state: AttentionState,
+    ) -> torch.Tensor:
+        """latents (batch, channels, frames, H, W); timestep (batch,) or (batch, tokens) in [0, 1000]."""
+        rope = self.transformer.rope
+        h, w = self.grid(latents.shape[-2], latents.shape[-1])
+        if len(state.positions) != latents.shape[2]:
+            raise ValueError(f"{len(state.positions)} positions for {latents.shape[2]} frames")
+        state.rope = rope_tables(rope, state.positions, h, w, latents.device)
+        if state.memory_frames:
+            state.memory_rope = rope_tables(rope, state.memory_positions, h, w, latents.device)
+        self.slot.state = state
+        try:
+            return self.transformer(latents, timestep, text, return_dict=False)[0]
+        finally:
+            self.slot.state = None

@@ -1,0 +1,162 @@
+"""Relax Forcing as released, and the sink / tail / attention-sink presets of the same structure.
+
+Memory = `sink` first frames + `history` frames selected from the middle of the reservoir +
+`tail` newest frames, then the current chunk. The candidate arithmetic runs on frame ids of the
+release's `reservoir`-frame buffer; `store` decides which frames' K/V are actually held:
+`release` holds the whole buffer, `attendable` only the frames a present or future plan can use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .plan import ConfigError, Plan, ReservoirView, check_choice, check_int, current_chunk
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The id arithmetic of one chunk, before any scoring."""
+
+    warmup: bool
+    buffer: tuple[int, ...]  # the release's reservoir at planning time (eviction already applied)
+    sinks: tuple[int, ...]
+    middle: tuple[int, ...]
+    tail: tuple[int, ...]
+    candidates: tuple[int, ...]
+
+    def referenced(self) -> tuple[int, ...]:
+        """Every frame this chunk's plan may attend to."""
+        if self.warmup:
+            return self.buffer
+        middle = self.middle if len(self.middle) <= 1 else self.candidates
+        return tuple(sorted(self.sinks + middle + self.tail))
+
+
+@dataclass
+class RelaxedPolicy:
+    sink: int = 2
+    history: int = 1
+    tail: int = 1
+    candidates: int = 4
+    lam: float = 2.0
+    reservoir: int = 120
+    rope: str = "hybrid"
+    warmup: bool = True
+    selection: str = "scored"
+    store: str = "release"
+    chunk: int = 3
+    name: str = "relaxed"
+
+    def __post_init__(self) -> None:
+        for field_name in ("sink", "history", "tail", "candidates"):
+            check_int(f"policy.{field_name}", getattr(self, field_name), 0)
+        check_int("policy.chunk", self.chunk, 1)
+        check_int("policy.reservoir", self.reservoir, 1)
+        check_choice("policy.rope", self.rope, ("hybrid", "contiguous"))
+        check_choice("policy.selection", self.selection, ("scored", "fixed"))
+        check_choice("policy.store", self.store, ("release", "attendable"))
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam):
+            raise ConfigError(f"policy.lam must be a finite number, got {self.lam!r}")
+        if self.history > self.candidates:
+            raise ConfigError(
+                f"policy.history must be <= policy.candidates ({self.candidates}), got {self.history}"
+            )
+        budget = self.sink + self.history + self.tail + self.chunk
+        if budget > self.reservoir:
+            raise ConfigError(
+                f"policy.reservoir must hold sink + history + tail + chunk = {budget} frames, got {self.reservoir}"
+            )
+
+    # -- id arithmetic -------------------------------------------------------------------------
+
+    def max_frames(self) -> int:
+        """Peak frames held, the chunk being written included; reached by the steady state."""
+        horizon = range(0, 2 * self.reservoir + 2 * self.chunk, self.chunk)
+        return max(len(self.retain(range(t), t)) for t in horizon) + self.chunk
+
+    def layout(self, t: int) -> Layout:
+        # The release writes (and evicts for) the chunk before it selects: `reservoir - chunk`
+        # slots are left for the past, sinks first, then the newest frames that fit.
+        room = max(self.reservoir - self.chunk - self.sink, 0)
+        sinks = tuple(range(min(self.sink, t)))
+        recent = tuple(range(max(self.sink, t - room), t))
+        buffer = sinks + recent
+        # The release counts one history frame in the warm-up whatever `history` is.
+        slot = len(buffer)
+        if self.warmup and slot <= self.sink + 1 + self.tail:
+            return Layout(True, buffer, sinks, (), (), ())
+        tail = recent[len(recent) - min(self.tail, len(recent)):]
+        middle = recent[: len(recent) - len(tail)]
+        return Layout(False, buffer, sinks, middle, tail, self._candidate_ids(middle))
+
+    def _candidate_ids(self, middle: tuple[int, ...]) -> tuple[int, ...]:
+        """The later half of the middle region, `candidates` points of a linspace, last one dropped."""
+        m = len(middle)
+        if self.history == 0 or m <= 1:
+            return ()
+        start = m // 2
+        count = min(self.candidates, m - start)
+        offsets = np.unique(np.linspace(start, m - 1, count + 1).astype(int))[:-1]
+        return tuple(middle[o] for o in offsets)
+
+    def _oldest_needed(self, t: int) -> int:
+        """Oldest non-sink frame the plan of `t` or any later plan can reference.
+
+        Sinks aside, the first referenced frame never moves backwards as `t` grows (the middle
+        region's start and length only grow), so everything older can be dropped for good.
+        """
+        return min((f for f in self.layout(t).referenced() if f >= self.sink), default=t)
+
+    def retain(self, frames: Sequence[int], t: int) -> list[int]:
+        if self.store == "release":
+            keep = set(self.layout(t).buffer)
+            return [f for f in frames if f in keep]
+        oldest = self._oldest_needed(t)
+        return [f for f in frames if f < self.sink or f >= oldest]
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def plan(self, t: int, view: ReservoirView) -> Plan:
+        layout = self.layout(t)
+        missing = sorted(set(layout.referenced()) - set(view.frames))
+        if missing:
+            raise RuntimeError(f"reservoir lacks frames {missing[:8]} that the plan of t={t} needs")
+        current = current_chunk(t, self.chunk)
+        if layout.warmup:
+            return Plan(attended=tuple((f, f) for f in layout.buffer), current=current)
+
+        scores: tuple[float, ...] = ()
+        if len(layout.middle) <= 1:
+            history = layout.middle if self.history else ()
+        elif self.selection == "fixed":
+            history = layout.candidates[: self.history]
+        else:
+            scores = self._scores(layout, view)
+            top = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[: self.history]
+            history = tuple(sorted(layout.candidates[i] for i in top))
+
+        packed = layout.sinks + history
+        if self.rope == "hybrid":
+            first = t - len(layout.tail) - len(packed)
+            attended = tuple((f, first + i) for i, f in enumerate(packed))
+        else:
+            attended = tuple((f, f) for f in packed)
+        attended += tuple((f, f) for f in layout.tail)
+        return Plan(attended, current, layout.candidates, scores, tuple(history))
+
+    def _scores(self, layout: Layout, view: ReservoirView) -> tuple[float, ...]:
+        """r(h) = cos(h, sinks) - lam * cos(h, tail) on L2-normalised key prototypes."""
+        cand = torch.nn.functional.normalize(view.prototypes(layout.candidates).float(), dim=-1)
+        score = torch.zeros(len(layout.candidates))
+        if layout.sinks:
+            sink = torch.nn.functional.normalize(view.prototypes(layout.sinks).float().mean(0), dim=-1)
+            score += cand @ sink
+        if layout.tail:
+            tail = torch.nn.functional.normalize(view.prototypes(layout.tail).float().mean(0), dim=-1)
+            score -= self.lam * (cand @ tail)
+        return tuple(score.tolist())
