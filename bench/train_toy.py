@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .attention import AttentionState, PlannedWan
+from .wan_attention import AttentionState, PlannedWan
 from .models.toy import WEIGHTS, build_toy, save_toy
 from .toy_data import make_clip
 

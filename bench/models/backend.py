@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..attention import PlannedWan
+from ..wan_attention import PlannedWan
 
 
 @dataclass

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from memory_policies import ConfigError
 
-from ..attention import PlannedWan
+from ..wan_attention import PlannedWan
 from ..toy_data import VOCABULARY
 from .backend import Backend
 

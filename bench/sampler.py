@@ -1,0 +1,146 @@
+"""The shared autoregressive sampler: chunk by chunk, few-step flow matching, a clean pass per chunk.
+
+Self-Forcing's schedule: each chunk of `chunk_frames` latent frames starts from noise, is denoised
+over `steps` (timesteps in [0, 1000], warped by the flow-matching `shift`), predicting x0 from the
+model's velocity (x0 = x_t - sigma * v) and re-noising it with fresh noise to the next level; then a
+clean pass at timestep `context_noise` (0) writes the chunk's K/V into the reservoir. The memory
+policy is consulted once per chunk: `retain` evicts, then `plan` fixes which frames every step,
+every layer and the clean pass of that chunk attend to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from memory_policies import ConfigError, MemoryPolicy, Plan
+
+from .wan_attention import AttentionState
+from .models.backend import Backend
+from .profiler import Profiler
+from .reservoir import KVReservoir
+
+TraceFn = Callable[[int, int, Plan], None]  # (chunk index, t, plan)
+
+
+def flow_sigmas(steps: list[int], shift: float, warp: bool = True) -> list[float]:
+    """Noise levels of a timestep list: sigma = shift*s / (1 + (shift-1)*s) with s = t/1000."""
+    levels = [t / 1000 for t in steps]
+    return [shift * s / (1 + (shift - 1) * s) for s in levels] if warp else levels
+
+
+@dataclass
+class ARSampler:
+    chunk_frames: int = 3
+    steps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
+    shift: float = 5.0
+    warp: bool = True
+    renoise: str = "fresh"  # "fresh": new noise between steps (Self-Forcing); "ode": reuse the predicted noise
+    context_noise: float = 0.0  # timestep of the clean pass
+
+    def __post_init__(self) -> None:
+        self.steps = [int(s) for s in self.steps]
+        if isinstance(self.chunk_frames, bool) or not isinstance(self.chunk_frames, int) or self.chunk_frames < 1:
+            raise ConfigError(f"sampler.chunk_frames must be an integer >= 1, got {self.chunk_frames!r}")
+        if not self.steps or any(not 0 < s <= 1000 for s in self.steps) or self.steps != sorted(self.steps, reverse=True):
+            raise ConfigError(f"sampler.steps must be a non-empty decreasing list in (0, 1000], got {self.steps}")
+        if not self.shift > 0:
+            raise ConfigError(f"sampler.shift must be > 0, got {self.shift}")
+        if self.renoise not in ("fresh", "ode"):
+            raise ConfigError(f"sampler.renoise must be one of fresh, ode; got {self.renoise!r}")
+        if not 0 <= self.context_noise < 1000:
+            raise ConfigError(f"sampler.context_noise must be in [0, 1000), got {self.context_noise}")
+
+    @property
+    def sigmas(self) -> list[float]:
+        return flow_sigmas(self.steps, self.shift, self.warp)
+
+    def check(self, policy: MemoryPolicy, num_latent_frames: int) -> None:
+        if policy.chunk != self.chunk_frames:
+            raise ConfigError(f"policy.chunk ({policy.chunk}) must equal sampler.chunk_frames ({self.chunk_frames})")
+        if num_latent_frames < 1 or num_latent_frames % self.chunk_frames:
+            raise ConfigError(
+                f"num_latent_frames must be a positive multiple of the chunk ({self.chunk_frames}), got {num_latent_frames}"
+            )
+
+    def new_reservoir(self, backend: Backend, policy: MemoryPolicy, batch: int) -> KVReservoir:
+        cfg = backend.dit.config
+        return KVReservoir(
+            num_layers=cfg.num_layers,
+            batch=batch,
+            tokens_per_frame=backend.tokens_per_frame,
+            heads=cfg.num_attention_heads,
+            head_dim=cfg.attention_head_dim,
+            capacity=policy.max_frames(),
+            dtype=backend.dtype,
+            device=backend.device,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        backend: Backend,
+        policy: MemoryPolicy,
+        text: torch.Tensor,
+        num_latent_frames: int,
+        generator: torch.Generator,
+        trace: TraceFn | None = None,
+        profiler: Profiler | None = None,
+        progress: str | None = None,
+    ) -> tuple[torch.Tensor, KVReservoir]:
+        """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`."""
+        self.check(policy, num_latent_frames)
+        profiler = profiler or Profiler(backend.device)
+        batch = text.shape[0]
+        channels, height, width = backend.latent_shape
+        dit, dtype, device = backend.dit, backend.dtype, backend.device
+        reservoir = self.new_reservoir(backend, policy, batch)
+        video = torch.empty(batch, channels, num_latent_frames, height, width, dtype=dtype, device=device)
+        sigmas = self.sigmas
+        n = self.chunk_frames
+        chunks = range(0, num_latent_frames, n)
+        for index, t in enumerate(tqdm(chunks, desc=progress, disable=progress is None, leave=False)):
+            with profiler.section("selection"):
+                reservoir.keep(policy.retain(reservoir.frames, t))
+                plan = policy.plan(t, reservoir.view())
+            if trace is not None:
+                trace(index, t, plan)
+
+            def state(**extra) -> AttentionState:
+                return AttentionState(
+                    positions=plan.current_positions,
+                    memory_frames=plan.frames,
+                    memory_positions=plan.positions,
+                    reservoir=reservoir,
+                    **extra,
+                )
+
+            shape = (batch, channels, n, height, width)
+            x = torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
+            with profiler.section("denoise"):
+                for i, sigma in enumerate(sigmas):
+                    timestep = torch.full((batch,), sigma * 1000, device=device)
+                    velocity = dit(x, timestep, text, state())
+                    x0 = x - sigma * velocity
+                    if i + 1 < len(sigmas):
+                        noise = (
+                            torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
+                            if self.renoise == "fresh"
+                            else x0 + velocity
+                        )
+                        x = (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise
+            with profiler.section("clean_pass"):
+                frames = list(range(t, t + n))
+                reservoir.allocate(frames)
+                c = self.context_noise / 1000
+                context = x0 if c == 0 else (1 - c) * x0 + c * torch.randn(
+                    shape, generator=generator, device=device, dtype=torch.float32
+                ).to(dtype)
+                dit(context, torch.full((batch,), self.context_noise, device=device), text, state(write_frames=frames))
+            video[:, :, t : t + n] = x0
+            profiler.end_chunk(t=t, attended=len(plan.attended))
+        profiler.record_reservoir(reservoir.peak_frames, reservoir.bytes_per_frame)
+        return video, reservoir
