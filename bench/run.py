@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
@@ -54,14 +55,24 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def instantiate_checked(node: DictConfig):
+    """`instantiate`, letting a ConfigError raised by the target through as itself (one line)."""
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ConfigError, FileNotFoundError)):
+            raise err.__cause__ from None
+        raise
+
+
 def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
     """Instantiate and check everything that can be checked before a model is loaded."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
     if isinstance(cfg.batch_size, bool) or not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {cfg.batch_size!r}")
-    policy = instantiate(cfg.policy)
-    sampler = instantiate(cfg.sampler)
+    policy = instantiate_checked(cfg.policy)
+    sampler = instantiate_checked(cfg.sampler)
     if isinstance(cfg.num_latent_frames, bool) or not isinstance(cfg.num_latent_frames, int):
         raise ConfigError(f"num_latent_frames must be an integer, got {cfg.num_latent_frames!r}")
     sampler.check(policy, cfg.num_latent_frames)
@@ -99,10 +110,11 @@ def generate_all(
 def execute(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one configuration into `run_dir`; returns the summary row."""
     policy, sampler, prompts = build(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)
     (run_dir / "error.json").unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
-    backend: Backend = instantiate(cfg.model.backend)
+    backend: Backend = instantiate_checked(cfg.model.backend)
     profiler = Profiler(backend.device)
     start = time.perf_counter()
     videos = generate_all(cfg, run_dir, backend, policy, sampler, prompts, profiler)
@@ -124,6 +136,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "latent_frames_per_s": generated / generation_s,
         "sections_s": dict(profiler.totals),
         "per_chunk": profiler.chunk_rows(),
+        "per_chunk_mean_s": profiler.per_chunk_mean(),
         "kv_peak_frames": profiler.peak_frames,
         "kv_peak_bytes": profiler.peak_bytes,
         "provenance": prov,

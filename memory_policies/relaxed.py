@@ -107,10 +107,16 @@ class RelaxedPolicy:
     def _oldest_needed(self, t: int) -> int:
         """Oldest non-sink frame the plan of `t` or any later plan can reference.
 
-        Sinks aside, the first referenced frame never moves backwards as `t` grows (the middle
-        region's start and length only grow), so everything older can be dropped for good.
+        Layouts depend on `t` alone. Before the release's buffer is full a plan may reference
+        older frames than an earlier one did (the linspace may yield no candidate one chunk and
+        an old one the next), so every chunk up to the first full-buffer one is looked at; from
+        then on each layout is the previous one shifted by a chunk, so later plans only move on.
         """
-        return min((f for f in self.layout(t).referenced() if f >= self.sink), default=t)
+        full = self.reservoir - self.chunk  # the first t whose buffer starts at t - room
+        return min(
+            min((f for f in self.layout(u).referenced() if f >= self.sink), default=u)
+            for u in range(t, max(t, full) + self.chunk, self.chunk)
+        )
 
     def retain(self, frames: Sequence[int], t: int) -> list[int]:
         if self.store == "release":
@@ -131,9 +137,11 @@ class RelaxedPolicy:
             return Plan(attended=tuple((f, f) for f in layout.buffer), current=current)
 
         scores: tuple[float, ...] = ()
-        if len(layout.middle) <= 1:
-            history = layout.middle if self.history else ()
-        elif self.selection == "fixed":
+        if self.history == 0:
+            history: tuple[int, ...] = ()
+        elif len(layout.middle) <= 1:
+            history = layout.middle
+        elif self.selection == "fixed" or not layout.candidates:  # linspace can collapse to nothing
             history = layout.candidates[: self.history]
         else:
             scores = self._scores(layout, view)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import WanTransformer3DModel
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from memory_policies import ConfigError
 
@@ -86,16 +86,34 @@ def load_toy(weights: str | Path | None = None, video_scale: int = 4, device: st
     path = Path(weights) if weights else WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(
-            f"model.weights: toy checkpoint {path} not found; it ships with relaxbench "
+            f"model.backend.weights: toy checkpoint {path} not found; it ships with relaxbench "
             "(bench/weights/toy.safetensors) or is made by `python -m bench.train_toy`"
         )
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for corrupt files
-        raise ValueError(f"model.weights: {path} is not a readable safetensors file ({err})") from None
+        raise ConfigError(f"model.backend.weights: {path} is not a readable safetensors file ({err})") from None
     dit, text = build_toy()
-    dit.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("dit.")}, strict=True)
-    text.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("text.")}, strict=True)
+    for prefix, module in (("dit.", dit), ("text.", text)):
+        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        own = module.state_dict()
+        missing = [k for k in own if k not in part]
+        unexpected = [k for k in part if k not in own]
+        wrong = [k for k, v in part.items() if k in own and own[k].shape != v.shape]
+        if missing or unexpected or wrong:
+            raise ConfigError(
+                f"model.backend.weights: {path} does not hold the toy model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})"
+            )
+        module.load_state_dict(part, strict=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return toy_backend(dit, text, video_scale, device, {"weights": str(path), "sha256": digest})
+
+
+def toy_backend(
+    dit: WanTransformer3DModel, text: ToyTextEncoder, video_scale: int = 4, device: str = "cpu", provenance: dict | None = None
+) -> Backend:
+    """Wrap toy modules (trained or not) as a `Backend`."""
     dit.eval().to(device)
     text.eval().to(device)
 
@@ -111,13 +129,11 @@ def load_toy(weights: str | Path | None = None, video_scale: int = 4, device: st
         latent_shape=(3, SIZE, SIZE),
         fps=FPS,
         device=torch.device(device),
-        provenance={"weights": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]},
+        provenance=provenance or {"weights": "random init"},
     )
 
 
 def save_toy(path: Path, dit: WanTransformer3DModel, text: ToyTextEncoder, metadata: dict) -> None:
-    from safetensors.torch import save_file
-
     state = {f"dit.{k}": v.contiguous() for k, v in dit.state_dict().items()}
     state |= {f"text.{k}": v.contiguous() for k, v in text.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)

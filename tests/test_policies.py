@@ -1,0 +1,215 @@
+"""Memory policies against plans computed by hand from the release's rules (shared/reference)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memory_policies import ConfigError, DensePolicy, RelaxedPolicy, ReservoirView
+
+
+def view_of(frames, protos=None) -> ReservoirView:
+    """A view whose prototypes come from a dict frame -> vector (default: a random vector per frame id)."""
+    frames = tuple(frames)
+    if protos is None:
+        protos = {f: torch.randn(8, generator=torch.Generator().manual_seed(f)) for f in frames}
+    return ReservoirView(frames, lambda fs: torch.stack([protos[f] for f in fs]))
+
+
+def simulate(policy, num_frames: int, chunk: int = 3):
+    """Run retain/plan as the sampler does; yields (t, frames present, plan)."""
+    present: list[int] = []
+    for t in range(0, num_frames, chunk):
+        present = policy.retain(present, t)
+        plan = policy.plan(t, view_of(present))
+        yield t, list(present), plan
+        present = present + list(range(t, t + chunk))
+
+
+# -- relaxed: the release's worked examples --------------------------------------------------
+
+
+def test_warmup_chunks_attend_densely_at_absolute_positions():
+    p = RelaxedPolicy()
+    assert p.plan(0, view_of([])).attended == ()
+    plan = p.plan(3, view_of([0, 1, 2]))
+    assert plan.attended == ((0, 0), (1, 1), (2, 2))
+    assert plan.current == ((3, 3), (4, 4), (5, 5))
+    assert plan.candidates == ()
+
+
+def test_t6_single_candidate_frame_3_packed_before_tail():
+    plan = RelaxedPolicy().plan(6, view_of(range(6)))
+    assert plan.candidates == (3,)
+    assert plan.selected == (3,)
+    # sinks -> t-4, t-3; history -> t-2; tail 5 at its own position t-1
+    assert plan.attended == ((0, 2), (1, 3), (3, 4), (5, 5))
+    assert plan.current == ((6, 6), (7, 7), (8, 8))
+
+
+def test_t9_candidates_5_and_6():
+    assert RelaxedPolicy().plan(9, view_of(range(9))).candidates == (5, 6)
+
+
+def test_t12_candidates_6_to_9_and_scored_choice():
+    # Prototypes built so r(h) = cos(h, sink) - 2 cos(h, tail) is largest for frame 8.
+    e = torch.eye(4)
+    protos = {f: e[0] for f in range(12)}
+    protos.update({0: e[1], 1: e[1], 11: e[2], 6: e[2], 7: e[3], 8: e[1] + e[3], 9: e[2] + e[1]})
+    plan = RelaxedPolicy().plan(12, view_of(range(12), protos))
+    assert plan.candidates == (6, 7, 8, 9)
+    expected = [0 - 2 * 1, 0 - 0, 1 / math.sqrt(2), 1 / math.sqrt(2) - 2 / math.sqrt(2)]
+    assert plan.scores == pytest.approx(expected, abs=1e-6)
+    assert plan.selected == (8,)
+    assert plan.attended == ((0, 8), (1, 9), (8, 10), (11, 11))
+
+
+def test_lambda_changes_the_choice():
+    e = torch.eye(3)
+    # frame 6 is close to the sinks but also to the tail; frame 7 is neutral-ish.
+    protos = {f: e[2] for f in range(12)}
+    protos.update({0: e[0], 1: e[0], 11: e[1], 6: e[0] + e[1], 7: e[0] * 0.2 + e[2]})
+    chosen = {}
+    for lam in (0.0, 2.0):
+        chosen[lam] = RelaxedPolicy(lam=lam).plan(12, view_of(range(12), protos)).selected
+    assert chosen[0.0] == (6,)  # stability alone: the frame most like the sinks
+    assert chosen[2.0] == (7,)  # with redundancy: frame 6 repeats the tail and loses
+
+
+def test_steady_state_at_capacity_120():
+    p = RelaxedPolicy()
+    t = 240
+    present = p.retain(range(t), t)
+    assert present == [0, 1] + list(range(t - 115, t))  # sinks + newest 115 (chunk's 3 slots evicted first)
+    plan = p.plan(t, view_of(present))
+    assert plan.candidates == (t - 58, t - 44, t - 30, t - 16)
+    assert len(plan.attended) == 4
+    assert plan.attended[-1] == (t - 1, t - 1)
+    assert [pos for _, pos in plan.attended] == [t - 4, t - 3, t - 2, t - 1]
+
+
+def test_contiguous_ablation_keeps_absolute_positions():
+    plan = RelaxedPolicy(rope="contiguous", selection="fixed").plan(240, view_of(range(240)))
+    assert plan.attended == ((0, 0), (1, 1), (182, 182), (239, 239))
+
+
+def test_fixed_selection_takes_the_oldest_candidates_without_scoring():
+    plan = RelaxedPolicy(selection="fixed", history=2).plan(240, view_of(range(240)))
+    assert plan.selected == (182, 196) and plan.scores == ()
+
+
+def test_more_history_and_sinks_pack_in_order_before_the_tail():
+    plan = RelaxedPolicy(sink=3, history=2, tail=2).plan(60, view_of(range(60)))
+    positions = [pos for _, pos in plan.attended]
+    assert positions == list(range(60 - 7, 60))
+    frames = [f for f, _ in plan.attended]
+    assert frames[:3] == [0, 1, 2] and frames[-2:] == [58, 59]
+    assert frames[3] < frames[4] and set(frames[3:5]) <= set(plan.candidates)
+
+
+def test_attendable_store_holds_63_frames_in_steady_state():
+    assert RelaxedPolicy(store="release").max_frames() == 120
+    assert RelaxedPolicy(store="attendable").max_frames() == 63
+    assert RelaxedPolicy(store="attendable").retain(range(240), 240) == [0, 1] + list(range(182, 240))
+
+
+# -- presets and dense -----------------------------------------------------------------------
+
+
+def test_sink_only_and_tail_only():
+    sink = RelaxedPolicy(sink=4, history=0, tail=0, warmup=False, name="sink")
+    plan = sink.plan(30, view_of(sink.retain(range(30), 30)))
+    assert plan.attended == ((0, 26), (1, 27), (2, 28), (3, 29))
+    tail = RelaxedPolicy(sink=0, history=0, tail=4, warmup=False, name="tail")
+    plan = tail.plan(30, view_of(tail.retain(range(30), 30)))
+    assert plan.attended == ((26, 26), (27, 27), (28, 28), (29, 29))
+    assert tail.max_frames() == 120 and RelaxedPolicy(sink=0, history=0, tail=4, store="attendable").max_frames() == 7
+
+
+def test_dense_window_21():
+    p = DensePolicy(window=21)
+    plan = p.plan(30, view_of(p.retain(range(30), 30)))
+    assert plan.attended == tuple((f, f) for f in range(12, 30))
+    assert p.max_frames() == 21
+    assert DensePolicy(window=None).retain(range(300), 300) == list(range(300))
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"sink": -1}, "policy.sink"),
+        ({"tail": 1.5}, "policy.tail"),
+        ({"history": 5, "candidates": 4}, "policy.history"),
+        ({"reservoir": 6}, "policy.reservoir"),
+        ({"lam": float("nan")}, "policy.lam"),
+        ({"lam": float("inf")}, "policy.lam"),
+        ({"rope": "absolute"}, "policy.rope"),
+        ({"store": "disk"}, "policy.store"),
+    ],
+)
+def test_bad_relaxed_config_names_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field) as err:
+        RelaxedPolicy(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_dense_window():
+    with pytest.raises(ConfigError, match="policy.window"):
+        DensePolicy(window=2)
+
+
+# -- properties over random sizes -------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sink=st.integers(0, 4),
+    history=st.integers(0, 3),
+    tail=st.integers(0, 4),
+    extra=st.integers(0, 3),
+    spare=st.integers(0, 50),
+    rope=st.sampled_from(["hybrid", "contiguous"]),
+    store=st.sampled_from(["release", "attendable"]),
+    warmup=st.booleans(),
+    frames=st.integers(1, 50),
+)
+def test_plans_stay_inside_the_reservoir_and_budget(sink, history, tail, extra, spare, rope, store, warmup, frames):
+    reservoir = sink + history + tail + 3 + spare
+    p = RelaxedPolicy(sink=sink, history=history, tail=tail, candidates=history + extra, reservoir=reservoir,
+                      rope=rope, store=store, warmup=warmup)
+    budget = sink + max(history, 1) + tail
+    for t, present, plan in simulate(p, 3 * frames):
+        attended = [f for f, _ in plan.attended]
+        assert set(attended) <= set(present)
+        assert len(attended) == len(set(attended))
+        assert len(attended) <= budget
+        assert all(pos < t for _, pos in plan.attended)
+        assert plan.current_positions == [t, t + 1, t + 2]
+        assert len(present) + 3 <= p.max_frames()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sink=st.integers(0, 4), history=st.integers(0, 3), tail=st.integers(0, 4), spare=st.integers(0, 120),
+)
+def test_attendable_store_plans_equal_release_plans(sink, history, tail, spare):
+    reservoir = sink + history + tail + 3 + spare
+    kwargs = dict(sink=sink, history=history, tail=tail, candidates=max(history, 4), reservoir=reservoir)
+    full = list(simulate(RelaxedPolicy(store="release", **kwargs), 3 * 60))
+    lean = list(simulate(RelaxedPolicy(store="attendable", **kwargs), 3 * 60))
+    assert [plan for _, _, plan in full] == [plan for _, _, plan in lean]
+    assert max(len(p) for _, p, _ in lean) <= max(len(p) for _, p, _ in full)
+
+
+@settings(max_examples=30, deadline=None)
+@given(window=st.integers(3, 30), frames=st.integers(1, 40))
+def test_dense_plans_are_the_window_before_the_chunk(window, frames):
+    p = DensePolicy(window=window)
+    for t, present, plan in simulate(p, 3 * frames):
+        assert plan.frames == list(range(max(0, t - (window - 3)), t))
+        assert plan.positions == plan.frames
+        assert len(present) + 3 <= window
