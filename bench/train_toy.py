@@ -162,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        # EMA with a warm-up (as in diffusers' EMAModel), so a short run is not dragged to its init.
+        decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for ema, live in ((ema_dit, dit_raw), (ema_text, text)):
                 for pe, pl in zip(ema.parameters(), live.parameters()):
-                    pe.lerp_(pl, 1 - args.ema)
+                    pe.lerp_(pl, 1 - decay)
         step += 1
         losses.append(loss.item())
         elapsed = time.perf_counter() - start
