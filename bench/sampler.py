@@ -11,7 +11,7 @@ every layer and the clean pass of that chunk attend to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from tqdm import tqdm
@@ -24,6 +24,20 @@ from .profiler import Profiler
 from .reservoir import KVReservoir
 
 TraceFn = Callable[[int, int, Plan], None]  # (chunk index, t, plan)
+
+
+def attention_state(
+    plan: Plan, reservoir: KVReservoir, profiler: Profiler, positions: Sequence[int] | None = None, **extra
+) -> AttentionState:
+    """One DiT forward under `plan`; the input frames sit at the chunk's planned positions unless given."""
+    return AttentionState(
+        positions=plan.current_positions if positions is None else positions,
+        memory_frames=plan.frames,
+        memory_positions=plan.positions,
+        reservoir=reservoir,
+        profiler=profiler,
+        **extra,
+    )
 
 
 def flow_sigmas(steps: list[int], shift: float, warp: bool = True) -> list[float]:
@@ -65,6 +79,35 @@ class ARSampler:
             raise ConfigError(
                 f"num_latent_frames must be a positive multiple of the chunk ({self.chunk_frames}), got {num_latent_frames}"
             )
+
+    def noise(self, shape: Sequence[int], generator: torch.Generator, backend: Backend) -> torch.Tensor:
+        """Gaussian noise drawn in float32 (one random stream for every dtype), in the backend's dtype."""
+        return torch.randn(shape, generator=generator, device=backend.device, dtype=torch.float32).to(backend.dtype)
+
+    def renoised(
+        self, x0: torch.Tensor, velocity: torch.Tensor, sigma: float, generator: torch.Generator, backend: Backend
+    ) -> torch.Tensor:
+        """The predicted x0 taken back to noise level `sigma` (fresh noise, or the noise the prediction implies)."""
+        noise = self.noise(x0.shape, generator, backend) if self.renoise == "fresh" else x0 + velocity
+        return (1 - sigma) * x0 + sigma * noise
+
+    def commit(
+        self,
+        backend: Backend,
+        reservoir: KVReservoir,
+        x0: torch.Tensor,
+        t: int,
+        text: torch.Tensor,
+        state: Callable[..., AttentionState],
+        generator: torch.Generator,
+    ) -> None:
+        """The clean pass: a forward at `context_noise` that writes the chunk's K/V as frames t, t+1, ..."""
+        frames = list(range(t, t + x0.shape[2]))
+        reservoir.allocate(frames)
+        c = self.context_noise / 1000
+        context = x0 if c == 0 else (1 - c) * x0 + c * self.noise(x0.shape, generator, backend)
+        timestep = torch.full((x0.shape[0],), self.context_noise, device=backend.device)
+        backend.dit(context, timestep, text, state(write_frames=frames))
 
     def new_reservoir(self, backend: Backend, policy: MemoryPolicy, batch: int) -> KVReservoir:
         cfg = backend.dit.config
@@ -110,36 +153,18 @@ class ARSampler:
                 trace(index, t, plan)
 
             def state(**extra) -> AttentionState:
-                return AttentionState(
-                    positions=plan.current_positions,
-                    memory_frames=plan.frames,
-                    memory_positions=plan.positions,
-                    reservoir=reservoir,
-                    **extra,
-                )
+                return attention_state(plan, reservoir, profiler, **extra)
 
-            shape = (batch, channels, n, height, width)
-            x = torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
+            x = self.noise((batch, channels, n, height, width), generator, backend)
             with profiler.section("denoise"):
                 for i, sigma in enumerate(sigmas):
                     timestep = torch.full((batch,), sigma * 1000, device=device)
                     velocity = dit(x, timestep, text, state())
                     x0 = x - sigma * velocity
                     if i + 1 < len(sigmas):
-                        noise = (
-                            torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
-                            if self.renoise == "fresh"
-                            else x0 + velocity
-                        )
-                        x = (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise
+                        x = self.renoised(x0, velocity, sigmas[i + 1], generator, backend)
             with profiler.section("clean_pass"):
-                frames = list(range(t, t + n))
-                reservoir.allocate(frames)
-                c = self.context_noise / 1000
-                context = x0 if c == 0 else (1 - c) * x0 + c * torch.randn(
-                    shape, generator=generator, device=device, dtype=torch.float32
-                ).to(dtype)
-                dit(context, torch.full((batch,), self.context_noise, device=device), text, state(write_frames=frames))
+                self.commit(backend, reservoir, x0, t, text, state, generator)
             video[:, :, t : t + n] = x0
             profiler.end_chunk(t=t, attended=len(plan.attended))
         profiler.record_reservoir(reservoir.peak_frames, reservoir.bytes_per_frame)
