@@ -24,10 +24,12 @@ from tqdm import tqdm
 
 from memory_policies import ConfigError
 
+from .loggers import LocalLogger, RunLogger, make_logger
 from .models.backend import Backend
 from .outputs import atomic_write_json, provenance, video_name, write_video
 from .profiler import Profiler
 from .sampler import ARSampler
+from .study import completed_summary, in_study
 
 SECONDS_PER_LATENT_FRAME = 0.25
 
@@ -171,15 +173,31 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    identity = config_hash(cfg)
+    if (done := completed_summary(run_dir, identity)) is not None:
+        print(f"skipped, already complete with the same config ({identity}): {run_dir}")
+        return done
+    logger: RunLogger = LocalLogger()
     try:
+        logger = make_logger(cfg, run_dir)
         summary = execute(cfg, run_dir)
     except (ConfigError, FileNotFoundError) as err:
-        atomic_write_json(run_dir / "error.json", {"error": str(err), "type": type(err).__name__})
+        atomic_write_json(run_dir / "error.json", {"error": str(err), "type": type(err).__name__, "config_hash": identity})
+        logger.failed(err)
         print(f"error: {err}", file=sys.stderr)
+        if in_study():  # the study goes on; error.json records this run
+            return None
         raise SystemExit(2) from None
     except Exception as err:
-        atomic_write_json(run_dir / "error.json", {"error": str(err), "traceback": traceback.format_exc()})
+        atomic_write_json(
+            run_dir / "error.json", {"error": str(err), "traceback": traceback.format_exc(), "config_hash": identity}
+        )
+        logger.failed(err)
+        if in_study():
+            print(f"error: {type(err).__name__}: {err} (traceback in {run_dir / 'error.json'})", file=sys.stderr)
+            return None
         raise
+    logger.finished(summary)
     print(f"run directory: {run_dir}")
     print(f"videos: {run_dir / 'videos'}  ({summary['num_videos']} x {summary['seconds']:.0f} s)")
     for key in ("metrics.json", "timing.json", "summary.json", "plan_trace.jsonl"):

@@ -1,0 +1,130 @@
+"""report.html: one self-contained page (nothing fetched from elsewhere) with the study's tables,
+plots and video previews; images are inlined as base64 data URIs so the page can be mailed or archived."""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import imageio.v2 as imageio
+import jinja2
+import pandas as pd
+from PIL import Image
+
+from .load import first_video
+from .names import DIMENSIONS
+
+PREVIEW_WIDTH = 256  # pixels; previews are for recognising what a policy does, not for scoring
+RUN_COLUMNS = [
+    "label", "policy", "policy.sink", "policy.history", "policy.tail", "attended_frames", "seconds",
+    *DIMENSIONS, "latent_frames_per_s", "end_to_end_s", "kv_peak_frames", "status", "error", "run_dir",
+]
+
+TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>relaxbench report: {{ name }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+.note { color: #555; font-size: 13px; }
+.failed { color: #a00; }
+.scroll { overflow-x: auto; }
+figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+.frames img { width: {{ width }}px; image-rendering: pixelated; margin-right: 4px; }
+</style></head><body>
+<h1>relaxbench study: {{ name }}</h1>
+<p class="note" id="provenance">{{ study }} · {{ complete }} complete run(s)
+{%- if failed %}, <span class="failed">{{ failed }} failed</span>{% endif %}
+ · model(s): {{ models }} · device(s): {{ devices }} · commit(s): {{ commits }} · report made {{ made }}</p>
+
+<h2>Table 1: paper vs measured</h2>
+<p class="note">Scores x100. Paper rows: VBench-Long, 128 MovieGen prompts, Wan2.1-T2V-1.3B, FPS on the authors' GPU.
+Measured rows: this study. The "backbone" row under them says what produced each measured score;
+only "(VBench)" means the exact VBench kernel.</p>
+<div class="scroll">{{ table1 | safe }}</div>
+
+<h2>Plots</h2>
+{% for name, uri in plots %}<figure><img alt="{{ name }}" src="{{ uri }}"><figcaption>{{ name }}</figcaption></figure>
+{% else %}<p class="note">No plot has data in this study.</p>{% endfor %}
+
+<h2>Runs</h2>
+<div class="scroll">{{ runs | safe }}</div>
+{% if errors %}<h2 class="failed">Failed runs</h2>
+<ul>{% for run, error in errors %}<li><code>{{ run }}</code>: {{ error }}</li>{% endfor %}</ul>{% endif %}
+
+<h2>Video previews</h2>
+<p class="note">First, middle and last frame of each run's first video.</p>
+{% for label, video, frames in previews %}<div class="frames"><p><b>{{ label }}</b> · <code>{{ video }}</code></p>
+{% for seconds, uri in frames %}<img alt="{{ label }} at {{ seconds }} s" title="{{ seconds }} s" src="{{ uri }}">
+{% endfor %}</div>
+{% endfor %}
+</body></html>
+""")
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def png_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return data_uri(buffer.getvalue(), "image/png")
+
+
+def preview_frames(video: Path) -> list[tuple[str, str]]:
+    """(time in seconds, PNG data URI) of the first, middle and last frames."""
+    with imageio.get_reader(video) as reader:
+        fps = reader.get_meta_data()["fps"]
+        count = reader.count_frames()
+        picks = sorted({0, count // 2, count - 1})
+        frames = []
+        for index in picks:
+            image = Image.fromarray(reader.get_data(index))
+            scale = PREVIEW_WIDTH / image.width  # the toy's pixels stay sharp, a real video is smoothed
+            size = (PREVIEW_WIDTH, max(1, round(image.height * scale)))
+            image = image.resize(size, Image.NEAREST if scale >= 1 else Image.LANCZOS)
+            frames.append((f"{index / fps:.1f}", png_uri(image)))
+    return frames
+
+
+def shade_measured(row: pd.Series) -> list[str]:
+    return ["background: #eef4ff" if row["Source"].startswith("measured") else "" for _ in row]
+
+
+def table1_html(table: pd.DataFrame) -> str:
+    return table.style.apply(shade_measured, axis=1).hide(axis="index").to_html()
+
+
+def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str, Path], out: Path) -> Path:
+    done = runs[runs["status"] == "complete"]
+    failed = runs[runs["status"] != "complete"]
+    previews = []
+    for run in done.itertuples():
+        video = first_video(study / run.run_dir)
+        if video is not None:
+            previews.append((run.label, video.relative_to(study).as_posix(), preview_frames(video)))
+    shown = runs[[c for c in RUN_COLUMNS if c in runs]]
+    page = TEMPLATE.render(
+        name=study.resolve().name,
+        study=str(study),
+        complete=len(done),
+        failed=len(failed),
+        models=", ".join(map(str, done["model"].unique())),
+        devices=", ".join(map(str, done["device"].unique())),
+        commits=", ".join(map(str, done["commit"].unique())),
+        made=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        width=PREVIEW_WIDTH,
+        table1=table1_html(table),
+        plots=[(name, data_uri(path.read_bytes(), "image/png")) for name, path in plots.items()],
+        runs=shown.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}"),
+        errors=list(zip(failed["run_dir"], failed.get("error", pd.Series(dtype=str)))),
+        previews=previews,
+    )
+    out.write_text(page)
+    return out

@@ -1,0 +1,164 @@
+"""Reading a study: every run under a folder into one pandas frame, plus its per-chunk and per-clip rows.
+
+A run is a directory holding summary.json (complete) or error.json (failed); it may sit at any depth
+(Hydra sweep subdirectories, several sweeps copied together). Each configuration counts once: runs
+with the same config_hash are one row, the complete one preferred, then the newest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pandas as pd
+from omegaconf import OmegaConf
+
+from .names import METHODS
+
+# Columns that define a configuration in a study; those that vary name the runs.
+SETTINGS_PREFIX = "policy."
+SETTINGS_EXTRA = ("seed",)
+SETTINGS_IGNORED = ("policy.name", "policy.chunk")
+
+
+class StudyError(Exception):
+    """Bad input to the analysis; the message is one line."""
+
+
+def find_runs(study: Path) -> list[Path]:
+    return sorted({p.parent for name in ("summary.json", "error.json") for p in study.rglob(name)})
+
+
+def first_video(run_dir: Path) -> Path | None:
+    return next(iter(sorted((run_dir / "videos").glob("*.mp4"))), None)
+
+
+def video_fps(run_dir: Path) -> float | None:
+    """Frame rate of the run's first video (the paper's FPS column counts decoded video frames)."""
+    video = first_video(run_dir)
+    if video is None:
+        return None
+    with imageio.get_reader(video) as reader:
+        return float(reader.get_meta_data()["fps"])
+
+
+def read_run(run_dir: Path, study: Path) -> dict:
+    """One row: summary.json's fields (or error.json's for a failed run) plus timing sections."""
+    summary_path, error_path = run_dir / "summary.json", run_dir / "error.json"
+    if summary_path.exists():
+        row, stamp = json.loads(summary_path.read_text()), summary_path.stat().st_mtime
+        fps = video_fps(run_dir)
+        if fps is not None:
+            # decoded video frames per second of generation: latent frames/s x video frames per latent frame
+            row["fps"] = row["latent_frames_per_s"] * fps * row["seconds"] / row["num_latent_frames"]
+    else:
+        error = json.loads(error_path.read_text())
+        row = {"status": "failed", "error": error.get("error", ""), "config_hash": error.get("config_hash")}
+        stamp = error_path.stat().st_mtime
+        config = run_dir / ".hydra" / "config.yaml"
+        if config.exists():
+            row["policy"] = OmegaConf.select(OmegaConf.load(config), "policy.name")
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if overrides.exists():
+        row["overrides"] = ",".join(OmegaConf.load(overrides))
+    timing = run_dir / "timing.json"
+    if row["status"] == "complete" and timing.exists():
+        sections = json.loads(timing.read_text()).get("sections_s", {})
+        row |= {f"time.{name}_s": seconds for name, seconds in sections.items()}
+    row["run_dir"] = run_dir.relative_to(study).as_posix()
+    row["finished_at"] = pd.Timestamp(stamp, unit="s")
+    return row
+
+
+def format_value(value: object) -> str:
+    """A setting as written in a label: 2.0 -> "2" (pandas makes ints float next to missing values)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def varied_settings(runs: pd.DataFrame) -> list[str]:
+    """The configuration columns (policy fields, seed) that take more than one value among `runs`."""
+    return [
+        c for c in runs.columns
+        if (c.startswith(SETTINGS_PREFIX) or c in SETTINGS_EXTRA) and c not in SETTINGS_IGNORED
+        and runs[c].dropna().astype(str).nunique() > 1
+    ]
+
+
+def add_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """`label`: the method's name plus the settings that vary among that method's runs."""
+    labels = pd.Series(index=frame.index, dtype=object)
+    for policy, rows in frame.groupby("policy"):
+        varied = varied_settings(rows)
+        for index, row in rows.iterrows():
+            name = METHODS.get(policy, str(policy))
+            detail = ", ".join(
+                f"{c.removeprefix(SETTINGS_PREFIX)}={format_value(row[c])}" for c in varied if pd.notna(row[c])
+            )
+            labels[index] = f"{name} ({detail})" if detail else name
+    return frame.assign(label=labels.fillna(frame["run_dir"]))  # a run that failed before naming its policy
+
+
+def load_study(study: Path | str) -> pd.DataFrame:
+    """Every run under `study`, one row per configuration; raises StudyError on unusable input."""
+    study = Path(study)
+    if not study.is_dir():
+        raise StudyError(f"study folder {study} does not exist")
+    runs = find_runs(study)
+    if not runs:
+        raise StudyError(f"no runs under {study}: expected summary.json or error.json written by `python -m bench.run`")
+    frame = pd.DataFrame([read_run(run, study) for run in runs])
+    preference = frame.assign(complete=frame["status"].eq("complete")).sort_values(["complete", "finished_at"])
+    frame = frame.loc[preference.index]
+    identity = frame["config_hash"].fillna(frame["run_dir"])
+    order = [c for c in ("seconds", "policy", "policy.sink", "policy.history", "policy.tail", "run_dir") if c in frame]
+    frame = frame[~identity.duplicated(keep="last")].sort_values(order).reset_index(drop=True)
+    if not frame["status"].eq("complete").any():
+        first = frame["error"].iloc[0].splitlines()[0] if frame["error"].iloc[0] else "no message"
+        raise StudyError(f"no complete runs under {study}: {len(frame)} failed (first error: {first})")
+    return add_labels(frame)
+
+
+def clip_scores(metrics: dict) -> pd.DataFrame:
+    """metrics.json's per-clip scores (`dimensions.<name>.per_clip`: video -> clip index -> score)
+    as rows (dimension, video, clip, score); clips that could not be scored are left out."""
+    rows = [
+        {"dimension": dimension, "video": video, "clip": int(clip), "score": float(score)}
+        for dimension, entry in metrics.get("dimensions", {}).items()
+        for video, clips in (entry.get("per_clip") or {}).items()
+        for clip, score in clips.items()
+        if score is not None
+    ]
+    return pd.DataFrame(rows, columns=["dimension", "video", "clip", "score"])
+
+
+def _per_run(frame: pd.DataFrame, study: Path, name: str, read) -> pd.DataFrame:
+    """Rows from one file of every complete run, tagged with the run's dir, policy and label."""
+    parts = []
+    for run in frame[frame["status"] == "complete"].itertuples():
+        path = study / run.run_dir / name
+        if path.exists():
+            rows = read(json.loads(path.read_text()))
+            parts.append(rows.assign(run_dir=run.run_dir, policy=run.policy, label=run.label))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def load_clips(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
+    """Per-clip scores of every complete run that was evaluated."""
+    return _per_run(frame, study, "metrics.json", clip_scores)
+
+
+def load_chunks(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
+    """timing.json's per-chunk rows (seconds per section, `attended` frames) of every complete run."""
+    return _per_run(frame, study, "timing.json", lambda timing: pd.DataFrame(timing.get("per_chunk", [])))
+
+
+def load_attention(study: Path) -> pd.DataFrame:
+    """Every attention microbenchmark (`python -m bench.attention`'s attention.json) under the study."""
+    parts = []
+    for path in sorted(study.rglob("attention.json")):
+        data = json.loads(path.read_text())
+        rows = pd.DataFrame({k: data[k] for k in ("frames", "kernel_ms", "self_attn_ms") if k in data})
+        source = path.parent.relative_to(study).as_posix()
+        parts.append(rows.assign(device=data.get("device", "unknown device"), source=source))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

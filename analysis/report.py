@@ -1,0 +1,47 @@
+"""`python -m analysis.report <study dir> [--out DIR]`: a study's results.csv, table.md, table.tex,
+plots/ (PNG and PDF) and report.html, written into the study folder unless --out says otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import html, plots, tables
+from .load import StudyError, load_attention, load_chunks, load_clips, load_study
+
+
+def report(study: Path, out: Path | None = None) -> dict[str, Path]:
+    """Write every output of the report; returns their paths by name."""
+    runs = load_study(study)
+    out = out or study
+    out.mkdir(parents=True, exist_ok=True)
+    table = tables.table1(runs)
+    written = {"results.csv": out / "results.csv", "table.md": out / "table.md", "table.tex": out / "table.tex"}
+    runs.to_csv(written["results.csv"], index=False)
+    note = tables.measured_note(runs)
+    written["table.md"].write_text(tables.to_markdown(table, note))
+    written["table.tex"].write_text(tables.to_latex(table, note))
+    chunks, clips, bench = load_chunks(runs, study), load_clips(runs, study), load_attention(study)
+    figures = plots.all_plots(runs, chunks, clips, bench, out / "plots")
+    written |= {f"plots/{name}": path for name, path in figures.items()}
+    written["report.html"] = html.render(study, runs, table, figures, out / "report.html")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
+    parser.add_argument("study", type=Path, help="folder of runs, e.g. outputs/studies/table1_30s_toy")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: the study folder)")
+    args = parser.parse_args(argv)
+    try:
+        written = report(args.study, args.out)
+    except StudyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for name, path in written.items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()
