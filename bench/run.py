@@ -78,6 +78,10 @@ def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
     if isinstance(cfg.num_latent_frames, bool) or not isinstance(cfg.num_latent_frames, int):
         raise ConfigError(f"num_latent_frames must be an integer, got {cfg.num_latent_frames!r}")
     sampler.check(policy, cfg.num_latent_frames)
+    if cfg.eval.name != "none":
+        from .evaluation import check_config
+
+        check_config(cfg.eval)
     return policy, sampler, load_prompts(cfg.prompts)
 
 
@@ -154,6 +158,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "attended_frames": max(row["attended"] for row in profiler.chunk_rows()),
         "num_latent_frames": cfg.num_latent_frames,
         "seconds": cfg.num_latent_frames * SECONDS_PER_LATENT_FRAME,
+        "video_fps": backend.fps,
         "seed": cfg.seed,
         "num_videos": len(prompts),
         "sampler.steps": list(sampler.steps),

@@ -1,0 +1,88 @@
+"""metrics.json: per dimension its score, backbone, exactness and per-clip scores, aggregated by the
+VBench-Long rule (mean over clips within a video, then mean over videos), plus the summary row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..outputs import atomic_write_json, provenance
+from .backbones import BackboneInfo
+from .registry import DIMENSIONS
+from .scores import AVERAGE6_DIMENSIONS, QUALITY_DIMENSIONS, average6, quality_score
+
+ClipScores = dict[str, dict[int, float | None]]  # video name -> clip index -> score
+
+
+def mean_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def video_scores(clips: ClipScores) -> dict[str, float | None]:
+    return {video: mean_or_none(scores.values()) for video, scores in clips.items()}
+
+
+def dimension_entry(info: BackboneInfo, clips: ClipScores, fused: dict[str, dict] | None = None, **extra) -> dict:
+    """One dimension's record: per-clip scores (for drift plots), per-video means and their mean.
+    `fused` (the slow-fast consistency details per video) replaces the per-video scores by its own."""
+    per_video = video_scores(clips)
+    for video, details in (fused or {}).items():
+        per_video[video] = details["score"]
+    score = mean_or_none(per_video.values())
+    entry = {
+        "score": score,
+        "backbone": info.name,
+        "exact": info.exact,
+        "per_video": per_video,
+        "per_clip": {video: {str(i): s for i, s in sorted(scores.items())} for video, scores in clips.items()},
+    }
+    if fused:
+        entry["fused"] = fused
+    if score is None:
+        entry["reason"] = "no clip could be scored (each clip needs at least 2 frames, 3 for motion_smoothness)"
+    return entry | {k: v for k, v in extra.items() if v is not None}
+
+
+def missing_entry(reason: str) -> dict:
+    """A dimension nothing could score: no number, no backbone, neither exact nor substitute."""
+    return {"score": None, "backbone": None, "exact": None, "reason": reason}
+
+
+def finish(
+    dimensions: dict[str, dict], clip_settings: dict, evaluator: str, config: dict, device: str, out_path: Path
+) -> dict:
+    """Add the summary scores and provenance, write metrics.json atomically, return the dict."""
+    raw = {name: entry["score"] for name, entry in dimensions.items()}
+    exact = {name: entry["exact"] for name, entry in dimensions.items()}
+    metrics = {
+        "status": "complete",
+        "evaluator": evaluator,
+        "clip_settings": clip_settings,
+        "dimensions": dimensions,
+        "quality_score": quality_score(raw),
+        "quality_score.exact": all(exact.get(n) is True for n in QUALITY_DIMENSIONS),
+        "average6": average6(raw),
+        "average6.exact": all(exact.get(n) is True for n in AVERAGE6_DIMENSIONS),
+        "config": config,
+        "provenance": provenance(torch.device(device)),
+    }
+    atomic_write_json(Path(out_path), metrics)
+    return metrics
+
+
+def summary_fields(metrics: dict) -> dict:
+    """The flat columns a run's summary.json carries: each dimension's score (None when missing,
+    never 0), its backbone and exactness, the Quality score and the Table-1 Average."""
+    fields: dict = {}
+    dims = metrics.get("dimensions", {})
+    for name in DIMENSIONS:
+        entry = dims.get(name)
+        fields[name] = entry["score"] if entry else None
+        fields[f"{name}.backbone"] = entry["backbone"] if entry else None
+        fields[f"{name}.exact"] = entry["exact"] if entry else None
+    for key in ("quality_score", "quality_score.exact", "average6", "average6.exact"):
+        fields[key] = metrics.get(key)
+    return fields

@@ -1,0 +1,72 @@
+"""The in-process evaluator (eval=offline): decode each video once, cut VBench-Long clips, score every
+clip on every dimension, fuse the consistency branches, write metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from .clips import CLIP_SECONDS, clip_bounds, clip_length
+from .registry import build_setup
+from .results import ClipScores, dimension_entry, finish, mean_or_none, missing_entry
+from .video import REENCODE, read_video, reencode
+
+
+def clip_settings(reencode_clips: bool) -> dict:
+    return {
+        "clip_seconds": CLIP_SECONDS,
+        "rule": "clips of int(fps)*2 frames; a remainder becomes one more full clip ending on the last frame; "
+        "a video shorter than one clip is kept whole",
+        "reencode": dict(REENCODE) if reencode_clips else None,
+        "videos": {},
+    }
+
+
+def evaluate_in_process(cfg: DictConfig, videos: list[Path], out_path: Path) -> dict:
+    setup = build_setup(cfg)
+    reencode_clips = bool(cfg.get("reencode", True))
+    settings = clip_settings(reencode_clips)
+    clips: dict[str, ClipScores] = {name: {} for name in setup.dimensions}
+    fused: dict[str, dict[str, dict]] = {name: {} for name in setup.dimensions}
+    for video in videos:
+        frames, fps = read_video(video)
+        rate = int(fps)
+        bounds = clip_bounds(len(frames), fps)
+        settings["videos"][video.name] = {
+            "frames": len(frames),
+            "fps": fps,
+            "clip_frames": clip_length(fps),
+            "clips": [list(b) for b in bounds],
+        }
+        first_frames = []
+        for name in clips:
+            clips[name][video.name] = {}
+        for index, (start, stop) in enumerate(tqdm(bounds, desc=f"eval {video.name}", unit="clip")):
+            clip = frames[start:stop]
+            if reencode_clips:
+                clip = reencode(clip, rate)
+            first_frames.append(clip[0])
+            for name, dimension in setup.dimensions.items():
+                clips[name][video.name][index] = dimension.score_clip(clip, rate)
+        for name, dimension in setup.dimensions.items():
+            slow = mean_or_none(clips[name][video.name].values())
+            if getattr(dimension, "fast", None) is not None and slow is not None:
+                firsts = np.stack(first_frames)
+                if reencode_clips and len(firsts) > 1:
+                    firsts = reencode(firsts, rate)  # upstream writes the first frames as a video too
+                fused[name][video.name] = dimension.fused(slow, firsts)
+
+    dimensions = {}
+    for name in cfg.dimensions:
+        if name in setup.missing:
+            dimensions[name] = missing_entry(setup.missing[name])
+            continue
+        dimension = setup.dimensions[name]
+        dimensions[name] = dimension_entry(
+            dimension.info, clips[name], fused[name] or None, note=setup.notes.get(name), fusion=setup.fusion.get(name)
+        )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return finish(dimensions, settings, "relaxbench in-process", config, str(cfg.get("device", "cpu")), out_path)

@@ -1,0 +1,215 @@
+"""Exact backbones from a weights_dir in VBench's layout (tiny random networks with the real
+architectures and state-dict names), the slow-fast fusion, and the errors bad input gets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from bench.evaluation import evaluate_videos
+from bench.evaluation.backbones.amt import AMTS
+from bench.evaluation.backbones.clip import VisionTransformer
+from bench.evaluation.backbones.dino import DinoViT
+from bench.evaluation.backbones.raft import RAFT
+from bench.evaluation.consistency import first_previous_similarity, fuse, map_fast_score
+from bench.evaluation.mapping_tables import SUBJECT_MAPPING
+from bench.evaluation.video import list_videos
+from bench.outputs import write_video
+from memory_policies import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+EXACT_DIMS = [
+    "subject_consistency",
+    "background_consistency",
+    "aesthetic_quality",
+    "dynamic_degree",
+    "motion_smoothness",
+    "temporal_flickering",
+]
+
+
+def tiny_clip_state(output_dim: int) -> dict:
+    torch.manual_seed(1)
+    visual = VisionTransformer(resolution=224, patch=32, width=64, layers=1, output_dim=output_dim)
+    for p in visual.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    return {f"visual.{k}": v for k, v in visual.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    """VBench's layout with tiny random networks (real RAFT-large and AMT-S: they have one size)."""
+    root = tmp_path_factory.mktemp("vbench_weights")
+    torch.manual_seed(0)
+    files = {
+        "raft_model/models/raft-things.pth": {f"module.{k}": v for k, v in RAFT().state_dict().items()},
+        "amt_model/amt-s.pth": {"state_dict": AMTS().state_dict()},
+        "dino_model/dino_vitbase16_pretrain.pth": DinoViT(dim=64, depth=1, heads=1).state_dict(),
+        "clip_model/ViT-B-32.pt": tiny_clip_state(32),
+        "clip_model/ViT-L-14.pt": tiny_clip_state(768),
+        "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth": torch.nn.Linear(768, 1).state_dict(),
+    }
+    for name, state in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, root / name)
+    return root
+
+
+def cfg(**overrides):
+    config = OmegaConf.load(REPO / "conf/eval/offline.yaml")
+    config.reencode = False
+    for key, value in overrides.items():
+        OmegaConf.update(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def still_video(tmp_path_factory) -> Path:
+    """A still, non-square picture (DINO's position embedding must be interpolated): 8 frames at
+    2 fps, two clips of 4."""
+    path = tmp_path_factory.mktemp("videos") / "still.mp4"
+    frame = np.random.default_rng(0).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    write_video(path, np.repeat(frame[None], 8, axis=0), 2)
+    return path
+
+
+def test_exact_backbones_load_from_vbench_layout(tmp_path, weights_dir, still_video):
+    metrics = evaluate_videos(
+        cfg(dimensions=EXACT_DIMS, weights_dir=str(weights_dir), exact="always"), [still_video], tmp_path / "m.json"
+    )
+    dims = metrics["dimensions"]
+    for name in EXACT_DIMS:
+        assert dims[name]["exact"] is True, name
+        assert "substitute" not in dims[name]["backbone"]
+    assert dims["dynamic_degree"]["backbone"] == "raft-things (VBench)"
+    assert dims["motion_smoothness"]["backbone"] == "amt-s (VBench)"
+    assert 0.0 <= dims["motion_smoothness"]["score"] <= 1.0
+    # A still picture is perfectly consistent whatever the network: cos(f, f) = 1.
+    assert dims["subject_consistency"]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert dims["background_consistency"]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert np.isfinite(dims["aesthetic_quality"]["score"])
+    assert dims["subject_consistency"]["fusion"].startswith("off (fast backbone dinov2")
+
+
+def test_slow_fast_fusion_with_dino_as_fast_backbone(tmp_path, weights_dir, still_video):
+    metrics = evaluate_videos(
+        cfg(dimensions=["subject_consistency"], weights_dir=str(weights_dir), **{"fusion.subject_consistency": "dino"}),
+        [still_video],
+        tmp_path / "m.json",
+    )
+    entry = metrics["dimensions"]["subject_consistency"]
+    assert entry["fusion"].startswith("on (fast backbone dino-vitb16")
+    video = entry["fused"]["still.mp4"]
+    # Fast branch on the 2 first frames (identical) = 1; VBench's subject_mapping_table.yaml maps
+    # 0.99 -> 0.995516073547993 and 1.0 -> 1.0, so the mapped score is 1 within 1e-5 * 0.0045.
+    assert video["fast"] == pytest.approx(1.0, abs=1e-5)
+    assert video["mapped_fast"] == pytest.approx(1.0, abs=1e-6)
+    assert video["score"] == pytest.approx(0.5 * video["slow"] + 0.5 * video["mapped_fast"])
+
+
+def test_consistency_rules_by_hand():
+    f = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]), dim=-1)
+    # i=1: (cos(f0,f1)=0.6 + cos(f0,f1)=0.6)/2 = 0.6; i=2: (cos(f1,f2)=0.8 + cos(f0,f2)=0)/2 = 0.4.
+    assert first_previous_similarity(f) == pytest.approx(0.5)
+    assert first_previous_similarity(torch.tensor([[-1.0, 0.0], [1.0, 0.0]])) == 0.0  # negatives clamp to 0
+    assert first_previous_similarity(f[:1]) is None
+    assert map_fast_score(0.5, SUBJECT_MAPPING) == SUBJECT_MAPPING[0.5]
+    midway = (SUBJECT_MAPPING[0.5] + SUBJECT_MAPPING[0.51]) / 2
+    assert map_fast_score(0.505, SUBJECT_MAPPING) == pytest.approx(midway)
+    assert map_fast_score(-0.2, SUBJECT_MAPPING) == 0.0
+    assert map_fast_score(0.995, SUBJECT_MAPPING) == pytest.approx((0.995516073547993 + 1.0) / 2)
+    assert fuse(0.9, 0.8) == pytest.approx(0.85)
+    assert fuse(0.9, 0.0) == 0.9  # upstream keeps the slow score when the mapped fast one is 0
+
+
+def test_exact_always_names_the_missing_file(tmp_path, still_video):
+    partial = tmp_path / "weights"
+    (partial / "clip_model").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"raft_model/models/raft-things\.pth not found"):
+        evaluate_videos(
+            cfg(dimensions=["dynamic_degree"], weights_dir=str(partial), exact="always"),
+            [still_video],
+            tmp_path / "m.json",
+        )
+    with pytest.raises(ConfigError, match="MUSIQ kernel of imaging_quality runs only under eval=vbench"):
+        evaluate_videos(
+            cfg(dimensions=["imaging_quality"], weights_dir=str(partial), exact="always"),
+            [still_video],
+            tmp_path / "m.json",
+        )
+    with pytest.raises(ConfigError, match="needs eval.weights_dir"):
+        evaluate_videos(cfg(dimensions=["dynamic_degree"], exact="always"), [still_video], tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "match"),
+    [
+        (
+            {"dimensions": ["dynamic_degree", "smoothness"]},
+            ConfigError,
+            r"unknown \['smoothness'\].*allowed: subject_consistency",
+        ),
+        ({"flow": "raft"}, ConfigError, "eval.flow must be one of dis, farneback"),
+        ({"exact": "yes"}, ConfigError, "eval.exact must be one of auto, always, never"),
+        ({"weights_dir": "/nonexistent/weights"}, FileNotFoundError, "eval.weights_dir: /nonexistent/weights"),
+        ({"name": "musiq"}, ConfigError, "eval.name must be one of offline, vbench"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, still_video, overrides, error, match):
+    config = cfg(dimensions=["dynamic_degree"])
+    for key, value in overrides.items():
+        OmegaConf.update(config, key, value)
+    with pytest.raises(error, match=match) as info:
+        evaluate_videos(config, [still_video], tmp_path / "m.json")
+    assert "\n" not in str(info.value)
+
+
+def test_bad_videos(tmp_path):
+    with pytest.raises(FileNotFoundError, match="videos_dir: .*missing is not a directory"):
+        list_videos(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no .mp4 file"):
+        list_videos(tmp_path / "empty")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video" * 100)
+    with pytest.raises(ConfigError, match="corrupt.mp4 is not a readable video"):
+        evaluate_videos(cfg(dimensions=["temporal_flickering"]), [corrupt], tmp_path / "m.json")
+
+
+def test_cli_writes_metrics_into_videos_dir_and_reports_errors_in_one_line(tmp_path, still_video):
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.evaluate",
+            f"videos_dir={still_video.parent}",
+            "eval.dimensions=[temporal_flickering]",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (still_video.parent / "metrics.json").is_file()
+    assert "temporal_flickering" in run.stdout
+    assert not list(tmp_path.iterdir())  # Hydra leaves no run folder behind
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.evaluate", f"videos_dir={tmp_path / 'nope'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: videos_dir:")
