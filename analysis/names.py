@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.evaluation.scores import AVERAGE6_DIMENSIONS
+
 # Table 1's six dimensions in the paper's column order; its "Average" is their plain mean.
-DIMENSIONS = (
-    "subject_consistency",
-    "background_consistency",
-    "aesthetic_quality",
-    "imaging_quality",
-    "motion_smoothness",
-    "dynamic_degree",
-)
+DIMENSIONS = AVERAGE6_DIMENSIONS
 TITLES = {name: name.replace("_", " ").title() for name in (*DIMENSIONS, "temporal_flickering")} | {
     "average": "Average",
     "fps": "FPS",

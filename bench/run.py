@@ -208,6 +208,11 @@ def main(cfg: DictConfig) -> dict | None:
     for key in ("metrics.json", "timing.json", "summary.json", "plan_trace.jsonl"):
         if (run_dir / key).exists():
             print(f"{key}: {run_dir / key}")
+    for key, value in summary.items():
+        if f"{key}.backbone" in summary:
+            shown = "missing (no backbone)" if value is None else f"{value:.4f}"
+            print(f"  {key:24s} {shown:>10s}  {summary[f'{key}.backbone'] or ''}")
+    print(f"  {'latent frames / s':24s} {summary['latent_frames_per_s']:>10.1f}  on {summary['device']}")
     return summary
 
 
