@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
+from .profiler import Profiler
 from .reservoir import KVReservoir
 
 
@@ -31,6 +32,14 @@ class AttentionState:
     mask: torch.Tensor | None = None  # (queries, keys) boolean, True = attend
     rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
     memory_rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    # times "dit", "attention" and "reservoir_write"; the default is disabled
+    profiler: Profiler = field(default_factory=lambda: Profiler(enabled=False), repr=False)
+
+    def place(self, rope: torch.nn.Module, height: int, width: int, device: torch.device) -> None:
+        """Build the RoPE tables of the input and the memory frames, once per forward for all layers."""
+        self.rope = rope_tables(rope, self.positions, height, width, device)
+        if self.memory_frames:
+            self.memory_rope = rope_tables(rope, self.memory_positions, height, width, device)
 
 
 def rope_tables(
@@ -76,12 +85,17 @@ class PlannedAttnProcessor:
         state = self.slot.state
         if state is None:
             raise RuntimeError("PlannedAttnProcessor called outside PlannedWan.forward")
+        with state.profiler.section("attention"):
+            return self.attend(attn, hidden_states, state)
+
+    def attend(self, attn, hidden_states: torch.Tensor, state: AttentionState) -> torch.Tensor:
         query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
         key = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1))
         value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
 
         if state.write_frames:
-            state.reservoir.write(self.layer, state.write_frames, key, value)
+            with state.profiler.section("reservoir_write"):
+                state.reservoir.write(self.layer, state.write_frames, key, value)
 
         cos, sin = state.rope
         query, key = apply_rope(query, cos, sin), apply_rope(key, cos, sin)
@@ -124,13 +138,17 @@ class PlannedWan(torch.nn.Module):
         state: AttentionState,
     ) -> torch.Tensor:
         """latents (batch, channels, frames, H, W); timestep (batch,) or (batch, tokens) in [0, 1000]."""
+        with state.profiler.section("dit"):
+            return self._forward(latents, timestep, text, state)
+
+    def _forward(
+        self, latents: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor, state: AttentionState
+    ) -> torch.Tensor:
         rope = self.transformer.rope
         h, w = self.grid(latents.shape[-2], latents.shape[-1])
         if len(state.positions) != latents.shape[2]:
             raise ValueError(f"{len(state.positions)} positions for {latents.shape[2]} frames")
-        state.rope = rope_tables(rope, state.positions, h, w, latents.device)
-        if state.memory_frames:
-            state.memory_rope = rope_tables(rope, state.memory_positions, h, w, latents.device)
+        state.place(rope, h, w, latents.device)
         self.slot.state = state
         try:
             return self.transformer(latents, timestep, text, return_dict=False)[0]

@@ -1,0 +1,142 @@
+"""End-to-end speed of dense vs relaxed memory in one process: `python -m bench.e2e [key=value ...]`.
+
+Each policy generates (and decodes) the same prompts with the same seed; after one short warm-up
+generation per policy, the timed generations are interleaved in ABBA order (`bench.timer`) so that
+drift in the machine's speed falls on both alike, and the median of each is compared. Writes `e2e.json` into
+the Hydra run directory and prints the speed-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from functools import partial
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from memory_policies import ConfigError, MemoryPolicy
+from memory_policies.plan import check_int
+
+from .models.backend import Backend
+from .outputs import atomic_write_json, provenance
+from .profiler import Profiler
+from .run import instantiate_checked, load_prompts
+from .sampler import ARSampler
+from .timer import rounds_ms
+
+
+def generate(
+    backend: Backend,
+    sampler: ARSampler,
+    policy: MemoryPolicy,
+    text: torch.Tensor,
+    frames: int,
+    seed: int,
+    profiler: Profiler,
+) -> None:
+    generator = torch.Generator(device=backend.device).manual_seed(seed)
+    latents, _ = sampler.generate(backend, policy, text, frames, generator, profiler=profiler)
+    with profiler.section("decode"):
+        backend.decode(latents)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    check_int("warmup_frames", cfg.warmup_frames, 0)
+    check_int("repeats", cfg.repeats, 1)
+    policies: dict[str, MemoryPolicy] = {name: instantiate_checked(node) for name, node in cfg.policies.items()}
+    sampler: ARSampler = instantiate_checked(cfg.sampler)
+    prompts = load_prompts(cfg.prompts)
+    for policy in policies.values():
+        sampler.check(policy, cfg.num_latent_frames)
+        if cfg.warmup_frames:
+            sampler.check(policy, cfg.warmup_frames)
+    if set(policies) != {"dense", "relaxed"}:
+        raise ConfigError(f"policies must be exactly dense and relaxed, got {sorted(policies)}")
+    torch.manual_seed(cfg.seed)
+    backend: Backend = instantiate_checked(cfg.model.backend)
+    text = backend.encode_text(prompts)
+
+    profiles: dict[str, list[dict]] = {name: [] for name in policies}
+
+    def timed(name: str) -> None:
+        profiler = Profiler(backend.device, enabled=cfg.profile)
+        generate(backend, sampler, policies[name], text, cfg.num_latent_frames, cfg.seed, profiler)
+        profiles[name].append({
+            "per_chunk_mean_s": profiler.per_chunk_mean(),
+            "kv_peak_frames": profiler.peak_frames,
+            "kv_peak_bytes": profiler.peak_bytes,
+        })
+
+    with torch.inference_mode():
+        if cfg.warmup_frames:
+            for policy in policies.values():
+                generate(backend, sampler, policy, text, cfg.warmup_frames, cfg.seed, Profiler(enabled=False))
+        times = rounds_ms({name: partial(timed, name) for name in policies}, backend.device, 0, cfg.repeats)
+    runs = {
+        name: [{"seconds": ms / 1000} | profile for ms, profile in zip(times[name], profiles[name])]
+        for name in policies
+    }
+
+    generated = cfg.num_latent_frames * text.shape[0]
+    result: dict = {"policies": {}}
+    for name, rows in runs.items():
+        seconds = statistics.median(r["seconds"] for r in rows)
+        result["policies"][name] = {
+            "seconds": seconds,
+            "latent_frames_per_s": generated / seconds,
+            "kv_peak_frames": rows[0]["kv_peak_frames"],
+            "kv_peak_bytes": rows[0]["kv_peak_bytes"],
+            "runs": rows,
+        }
+    speedup = result["policies"]["dense"]["seconds"] / result["policies"]["relaxed"]["seconds"]
+    prov = provenance(backend.device) | {"model": backend.name} | backend.provenance
+    result |= {
+        "speedup": speedup,
+        "target_speedup": cfg.target_speedup,
+        "met": speedup >= cfg.target_speedup,
+        "num_latent_frames": cfg.num_latent_frames,
+        "num_videos": text.shape[0],
+        "repeats": cfg.repeats,
+        "device": prov["device"],
+        "provenance": prov,
+    }
+    atomic_write_json(run_dir / "e2e.json", result)
+    return result
+
+
+def report(result: dict) -> str:
+    sections = ("selection", "dit", "attention", "reservoir_write", "decode")
+    lines = [f"device: {result['device']}  model: {result['provenance']['model']}  "
+             f"{result['num_latent_frames']} latent frames x {result['num_videos']} video(s), "
+             f"median of {result['repeats']}",
+             f"{'policy':<9}{'seconds':>9}{'frames/s':>10}{'KV peak':>9}  ms per chunk: "
+             + " ".join(f"{s:>10}" for s in sections)]
+    for name, row in result["policies"].items():
+        mean = row["runs"][-1]["per_chunk_mean_s"]  # empty with profile=false
+        per_chunk = " ".join(f"{1000 * mean[s]:>10.2f}" if s in mean else f"{'-':>10}" for s in sections)
+        lines.append(f"{name:<9}{row['seconds']:>9.2f}{row['latent_frames_per_s']:>10.1f}{row['kv_peak_frames']:>9}"
+                     f"{'':16}{per_chunk}")
+    verdict = "met" if result["met"] else "MISSED"
+    target = result["target_speedup"]
+    lines.append(f"speed-up dense / relaxed: {result['speedup']:.2f}x (target >= {target}x: {verdict})")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="e2e")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        result = run(cfg, run_dir)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(report(result))
+    print(f"e2e.json: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()
