@@ -9,10 +9,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .clips import CLIP_SECONDS, clip_bounds, clip_length
+from .clips import CLIP_SECONDS
 from .registry import build_setup
 from .results import ClipScores, dimension_entry, finish, mean_or_none, missing_entry
-from .video import REENCODE, read_video, reencode
+from .video import REENCODE, read_clipped, reencode
 
 
 def clip_settings(reencode_clips: bool) -> dict:
@@ -32,15 +32,8 @@ def evaluate_in_process(cfg: DictConfig, videos: list[Path], out_path: Path) -> 
     clips: dict[str, ClipScores] = {name: {} for name in setup.dimensions}
     fused: dict[str, dict[str, dict]] = {name: {} for name in setup.dimensions}
     for video in videos:
-        frames, fps = read_video(video)
+        frames, fps, bounds = read_clipped(video, settings)
         rate = int(fps)
-        bounds = clip_bounds(len(frames), fps)
-        settings["videos"][video.name] = {
-            "frames": len(frames),
-            "fps": fps,
-            "clip_frames": clip_length(fps),
-            "clips": [list(b) for b in bounds],
-        }
         first_frames = []
         for name in clips:
             clips[name][video.name] = {}

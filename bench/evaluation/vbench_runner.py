@@ -19,11 +19,10 @@ from tqdm import tqdm
 from memory_policies import ConfigError
 
 from .backbones import WEIGHT_FILES, BackboneInfo
-from .clips import clip_bounds, clip_length
 from .registry import requested_dimensions
 from .results import dimension_entry, finish
 from .suite import clip_settings
-from .video import REENCODE, read_video
+from .video import REENCODE, read_clipped
 
 DRIVER = Path(__file__).with_name("vbench_driver.py")
 RUN_NAME = "relaxbench"
@@ -107,14 +106,7 @@ def split_videos(
     """Write every clip as `<video stem>__clip<i>.mp4`; returns clip file name -> (video name, clip index)."""
     index: dict[str, tuple[str, int]] = {}
     for video in videos:
-        frames, fps = read_video(video)
-        bounds = clip_bounds(len(frames), fps)
-        settings["videos"][video.name] = {
-            "frames": len(frames),
-            "fps": fps,
-            "clip_frames": clip_length(fps),
-            "clips": [list(b) for b in bounds],
-        }
+        frames, fps, bounds = read_clipped(video, settings)
         for i, (start, stop) in enumerate(tqdm(bounds, desc=f"clips {video.name}", unit="clip")):
             name = f"{video.stem}__clip{i:03d}.mp4"
             write_clip(clips_dir / name, frames[start:stop], int(fps), reencode_clips)

@@ -11,6 +11,8 @@ import numpy as np
 
 from memory_policies import ConfigError
 
+from .clips import clip_bounds, clip_length
+
 VIDEO_SUFFIXES = (".mp4",)
 # Upstream writes clips with torchvision.io.write_video: libx264, yuv420p, x264's default CRF.
 REENCODE = {"codec": "libx264", "pix_fmt": "yuv420p", "crf": 23}
@@ -46,6 +48,19 @@ def read_video(path: Path) -> tuple[np.ndarray, float]:
     if not frames or not np.isfinite(fps) or fps <= 0:
         raise ConfigError(f"video {path} is not a readable video (no frames or no frame rate decoded)")
     return np.stack(frames), fps
+
+
+def read_clipped(path: Path, settings: dict) -> tuple[np.ndarray, float, list[tuple[int, int]]]:
+    """Frames, fps and VBench-Long clip bounds of a video; records them in `settings["videos"]`."""
+    frames, fps = read_video(path)
+    bounds = clip_bounds(len(frames), fps)
+    settings["videos"][path.name] = {
+        "frames": len(frames),
+        "fps": fps,
+        "clip_frames": clip_length(fps),
+        "clips": [list(b) for b in bounds],
+    }
+    return frames, fps, bounds
 
 
 def reencode(frames: np.ndarray, fps: int) -> np.ndarray:
