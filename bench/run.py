@@ -145,6 +145,8 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "per_chunk_mean_s": profiler.per_chunk_mean(),
         "kv_peak_frames": profiler.peak_frames,
         "kv_peak_bytes": profiler.peak_bytes,
+        # all of the device's allocations (weights, activations, reservoir); null on CPU
+        "gpu_peak_bytes": torch.cuda.max_memory_allocated(backend.device) if backend.device.type == "cuda" else None,
         "provenance": prov,
     }
     atomic_write_json(run_dir / "timing.json", timing)

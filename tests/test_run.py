@@ -34,6 +34,7 @@ def test_run_writes_the_design_outputs(random_toy_weights, tmp_path):
     assert rows[2]["attended"] == [[0, 2], [1, 3], [3, 4], [5, 5]] and rows[2]["candidates"] == [3]
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert len(timing["per_chunk"]) == 8 and timing["kv_peak_frames"] == 12
+    assert timing["gpu_peak_bytes"] is None  # CPU run: no device allocator to read
     assert timing["provenance"]["model"] == "toy" and "commit" in timing["provenance"]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
