@@ -80,12 +80,9 @@ class RollingSampler(ARSampler):
         progress: str | None = None,
     ) -> tuple[torch.Tensor, KVReservoir]:
         """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`."""
-        self.check(policy, num_latent_frames)
         profiler = profiler or Profiler(backend.device)
-        batch = text.shape[0]
-        channels, height, width = backend.latent_shape
-        reservoir = self.new_reservoir(backend, policy, batch)
-        video = torch.empty(batch, channels, num_latent_frames, height, width, dtype=backend.dtype, device=backend.device)
+        reservoir, video = self.prepare(backend, policy, text, num_latent_frames)
+        batch, channels, _, height, width = video.shape
         sigmas, n = self.sigmas, self.chunk_frames
         depth, chunks = len(sigmas), num_latent_frames // n
         noisy: dict[int, torch.Tensor] = {}  # chunk index -> its latents at its current noise level

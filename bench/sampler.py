@@ -122,6 +122,18 @@ class ARSampler:
             device=backend.device,
         )
 
+    def prepare(
+        self, backend: Backend, policy: MemoryPolicy, text: torch.Tensor, num_latent_frames: int
+    ) -> tuple[KVReservoir, torch.Tensor]:
+        """Check the request; an empty reservoir and the latent buffer of the whole video."""
+        self.check(policy, num_latent_frames)
+        batch = text.shape[0]
+        channels, height, width = backend.latent_shape
+        video = torch.empty(
+            batch, channels, num_latent_frames, height, width, dtype=backend.dtype, device=backend.device
+        )
+        return self.new_reservoir(backend, policy, batch), video
+
     @torch.no_grad()
     def generate(
         self,
@@ -135,13 +147,10 @@ class ARSampler:
         progress: str | None = None,
     ) -> tuple[torch.Tensor, KVReservoir]:
         """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`."""
-        self.check(policy, num_latent_frames)
         profiler = profiler or Profiler(backend.device)
-        batch = text.shape[0]
-        channels, height, width = backend.latent_shape
-        dit, dtype, device = backend.dit, backend.dtype, backend.device
-        reservoir = self.new_reservoir(backend, policy, batch)
-        video = torch.empty(batch, channels, num_latent_frames, height, width, dtype=dtype, device=device)
+        reservoir, video = self.prepare(backend, policy, text, num_latent_frames)
+        batch, channels, _, height, width = video.shape
+        dit, device = backend.dit, backend.device
         sigmas = self.sigmas
         n = self.chunk_frames
         chunks = range(0, num_latent_frames, n)
