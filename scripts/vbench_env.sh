@@ -32,11 +32,16 @@ PIP=("$ENV_DIR/bin/python" -m pip install --quiet)
 # beside it (ftfy, regex, and pkg_resources from setuptools<81).
 "${PIP[@]}" omegaconf pyyaml imageio ftfy regex "setuptools<81"
 "${PIP[@]}" --no-deps openai-clip vbench==0.1.5
+# imaging_quality imports pyiqa's MUSIQ. pyiqa's own requirements pin transformers (==4.37.2 in 0.1.13,
+# >=5 since 0.1.16) against vbench's ==4.33.2 and pull torchvision again; its MUSIQ needs none of them,
+# only what pyiqa's package import touches: requests, huggingface_hub and pandas (numpy kept below 2).
+"${PIP[@]}" requests huggingface_hub pandas "numpy<2"
+"${PIP[@]}" --no-deps pyiqa==0.1.13
 
 "$ENV_DIR/bin/python" - <<'PY'
 import numpy, torch, torchvision, vbench  # noqa: F401  (import check)
 from vbench.third_party.RAFT.core.raft import RAFT  # noqa: F401
-import clip, vbench.motion_smoothness  # noqa: F401
+import clip, vbench.motion_smoothness, vbench.imaging_quality  # noqa: F401
 print(f"vbench env ok: torch {torch.__version__}, torchvision {torchvision.__version__}, numpy {numpy.__version__}")
 PY
 echo "python: $ENV_DIR/bin/python"

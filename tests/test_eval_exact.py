@@ -16,6 +16,7 @@ from bench.evaluation import evaluate_videos
 from bench.evaluation.backbones.amt import AMTS
 from bench.evaluation.backbones.clip import VisionTransformer
 from bench.evaluation.backbones.dino import DinoViT
+from bench.evaluation.backbones.musiq import MUSIQ
 from bench.evaluation.backbones.raft import RAFT
 from bench.evaluation.consistency import first_previous_similarity, fuse, map_fast_score
 from bench.evaluation.mapping_tables import SUBJECT_MAPPING
@@ -30,6 +31,7 @@ EXACT_DIMS = [
     "aesthetic_quality",
     "dynamic_degree",
     "motion_smoothness",
+    "imaging_quality",
     "temporal_flickering",
 ]
 
@@ -44,7 +46,8 @@ def tiny_clip_state(output_dim: int) -> dict:
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory) -> Path:
-    """VBench's layout with tiny random networks (real RAFT-large and AMT-S: they have one size)."""
+    """VBench's layout with tiny random networks (real RAFT-large and AMT-S: they have one size; MUSIQ
+    narrowed to one block of width 48, its 6 heads kept)."""
     root = tmp_path_factory.mktemp("vbench_weights")
     torch.manual_seed(0)
     files = {
@@ -54,6 +57,7 @@ def weights_dir(tmp_path_factory) -> Path:
         "clip_model/ViT-B-32.pt": tiny_clip_state(32),
         "clip_model/ViT-L-14.pt": tiny_clip_state(768),
         "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth": torch.nn.Linear(768, 1).state_dict(),
+        "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth": MUSIQ(dim=48, mlp_dim=96, layers=1).state_dict(),
     }
     for name, state in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +93,8 @@ def test_exact_backbones_load_from_vbench_layout(tmp_path, weights_dir, still_vi
         assert "substitute" not in dims[name]["backbone"]
     assert dims["dynamic_degree"]["backbone"] == "raft-things (VBench)"
     assert dims["motion_smoothness"]["backbone"] == "amt-s (VBench)"
+    assert dims["imaging_quality"]["backbone"] == "musiq-spaq (VBench)"
+    assert np.isfinite(dims["imaging_quality"]["score"])
     assert 0.0 <= dims["motion_smoothness"]["score"] <= 1.0
     # A still picture is perfectly consistent whatever the network: cos(f, f) = 1.
     assert dims["subject_consistency"]["score"] == pytest.approx(1.0, abs=1e-5)
@@ -137,7 +143,7 @@ def test_exact_always_names_the_missing_file(tmp_path, still_video):
             [still_video],
             tmp_path / "m.json",
         )
-    with pytest.raises(ConfigError, match="MUSIQ kernel of imaging_quality runs only under eval=vbench"):
+    with pytest.raises(FileNotFoundError, match=r"pyiqa_model/musiq_spaq_ckpt-358bb6af\.pth not found"):
         evaluate_videos(
             cfg(dimensions=["imaging_quality"], weights_dir=str(partial), exact="always"),
             [still_video],

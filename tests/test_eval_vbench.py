@@ -1,6 +1,7 @@
 """The real vbench 0.1.5 (in its own environment, built by scripts/vbench_env.sh) against relaxbench's
 kernels on the same clips: temporal_flickering equal, dynamic_degree end to end with a random RAFT in
-vbench's layout, and RAFT / CLIP networks equal to vbench's own on shared random weights. Slow."""
+vbench's layout, and the RAFT / CLIP / AMT-S / MUSIQ ports equal to vbench's own on shared random
+weights. Slow."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from omegaconf import OmegaConf
 from bench.evaluation import evaluate_videos
 from bench.evaluation.backbones.amt import AMTS, AMTInterpolator
 from bench.evaluation.backbones.clip import ClipFeatures
+from bench.evaluation.backbones.musiq import MUSIQ, MUSIQQuality
 from bench.evaluation.backbones.raft import RAFT, RAFTFlow
 from bench.evaluation.consistency import first_previous_similarity
 from bench.evaluation.flickering import TemporalFlickering
+from bench.evaluation.frame_quality import ImagingQuality
 from bench.evaluation.motion import MotionSmoothness
 from bench.evaluation.vbench_runner import default_python, write_clip
 from bench.evaluation.video import read_video
@@ -38,12 +41,33 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Both sides on one thread: with several, torch 2.13 here and 2.14 there split the convolutions'
+    sums differently, and AMT-S's uint8-truncated prediction can then differ in a pixel."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def in_vbench_env(code: str, cwd: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": os.environ.get("HOME", "/root")}
     done = subprocess.run(
         [str(VBENCH_PYTHON), "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def random_musiq() -> MUSIQ:
+    """A full-size MUSIQ whose random scores differ between frames by more than float rounding."""
+    torch.manual_seed(0)
+    model = MUSIQ()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05 if p.dim() > 1 else 0.1)
+    torch.nn.init.normal_(model.head.weight, std=5.0)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +78,8 @@ def weights(tmp_path_factory) -> Path:
     torch.save({f"module.{k}": v for k, v in RAFT().state_dict().items()}, root / "raft_model/models/raft-things.pth")
     (root / "amt_model").mkdir()
     torch.save({"state_dict": AMTS().state_dict()}, root / "amt_model/amt-s.pth")
+    (root / "pyiqa_model").mkdir()
+    torch.save(random_musiq().state_dict(), root / "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth")
     # A small random CLIP made by openai-clip itself, weights rounded to half precision and traced into
     # a TorchScript archive like OpenAI's (clip.load reads an archive; its state-dict fallback is broken).
     (root / "clip_model").mkdir()
@@ -190,3 +216,22 @@ def test_amt_port_equals_vbench_motion_smoothness(tmp_path, weights, tmp_path_fa
     theirs = metrics["dimensions"]["motion_smoothness"]["per_clip"]["pan.mp4"]["0"]
     rule = MotionSmoothness(AMTInterpolator(weights / "amt_model/amt-s.pth"))
     assert theirs == pytest.approx(rule.score_clip(our_clips(folder / "pan.mp4")[0], 8), abs=1e-9)
+
+
+def test_musiq_port_equals_vbench_imaging_quality(tmp_path, weights, videos, tmp_path_factory):
+    # Besides the small videos, one whose longer side (640) exceeds 512, so vbench's resize runs too.
+    folder = tmp_path_factory.mktemp("musiq_videos")
+    texture = np.random.default_rng(3).integers(0, 256, (96, 700, 3), dtype=np.uint8)
+    write_video(folder / "wide.mp4", np.stack([texture[:, 4 * t : 4 * t + 640] for t in range(12)]), 8)
+    all_videos = [*videos, folder / "wide.mp4"]
+    metrics = evaluate_videos(vbench_cfg(weights, ["imaging_quality"]), all_videos, tmp_path / "metrics.json")
+    entry = metrics["dimensions"]["imaging_quality"]
+    assert entry["exact"] is True and entry["backbone"] == "musiq-spaq (vbench 0.1.5)"
+    rule = ImagingQuality(MUSIQQuality(weights / "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth"))
+    scores = []
+    for video in all_videos:
+        ours = [rule.score_clip(clip, 8) for clip in our_clips(video)]
+        theirs = [entry["per_clip"][video.name][str(i)] for i in range(len(ours))]
+        assert theirs == pytest.approx(ours, abs=1e-6), video.name
+        scores += ours
+    assert max(scores) - min(scores) > 1e-3  # the random network does tell the clips apart

@@ -1,20 +1,11 @@
 """Per-frame quality dimensions: aesthetic_quality (LAION head on CLIP L/14) and imaging_quality
-(MUSIQ upstream; here the exact kernel only under eval=vbench, BRISQUE as the offline substitute)."""
+(MUSIQ-SPAQ, or BRISQUE as the offline substitute)."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-MAX_SIDE = 512  # imaging_quality ('longer' mode): frames whose longer side exceeds 512 are resized to it
-
-
-def limit_longer_side(frame: np.ndarray) -> np.ndarray:
-    height, width = frame.shape[:2]
-    if max(height, width) <= MAX_SIDE:
-        return frame
-    scale = MAX_SIDE / max(height, width)
-    return cv2.resize(frame, (int(scale * width), int(scale * height)), interpolation=cv2.INTER_LINEAR)
+from .backbones.preprocess import limit_longer_side
 
 
 class AestheticQuality:
@@ -37,5 +28,5 @@ class ImagingQuality:
         self.info = model.info
 
     def score_clip(self, frames: np.ndarray, fps: int) -> float:
-        """Mean over frames of the 0..100 frame score, / 100."""
-        return float(np.mean([self.model.frame_score(limit_longer_side(f)) for f in frames]) / 100.0)
+        """Mean over frames of the 0..100 frame score (frames in 0..1, longer side limited to 512), / 100."""
+        return float(np.mean(self.model.frame_scores(limit_longer_side(frames))) / 100.0)

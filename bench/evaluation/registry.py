@@ -56,7 +56,6 @@ class Setup:
 
     dimensions: dict[str, object] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # dimension -> why there is no score
-    notes: dict[str, str] = field(default_factory=dict)  # dimension -> what a reader should know
     fusion: dict[str, str] = field(default_factory=dict)  # consistency dimension -> fusion state
 
 
@@ -135,20 +134,17 @@ class _Builder:
         setup.dimensions["motion_smoothness"] = MotionSmoothness(interpolator)
 
     def build_imaging_quality(self, setup: Setup) -> None:
-        """MUSIQ has no in-process port: its exact kernel runs only under eval=vbench."""
         choice(self.cfg, "imaging", IMAGING_CHOICES)
-        if self.mode == "always":
-            raise ConfigError(
-                "eval.exact=always: the exact MUSIQ kernel of imaging_quality runs only under eval=vbench "
-                "(use eval.exact=auto for the offline substitute, or drop it from eval.dimensions)"
-            )
-        from .backbones.brisque import BRISQUEQuality
+        path = self.exact_path("musiq_spaq", "imaging_quality")
+        if path is not None:
+            from .backbones.musiq import MUSIQQuality
 
-        setup.dimensions["imaging_quality"] = ImagingQuality(BRISQUEQuality())
-        if weight_path(self.weights_dir, "musiq_spaq") is not None:
-            setup.notes["imaging_quality"] = (
-                "MUSIQ weights found, but the exact MUSIQ kernel runs only under eval=vbench"
-            )
+            model = MUSIQQuality(path, self.device)
+        else:
+            from .backbones.brisque import BRISQUEQuality
+
+            model = BRISQUEQuality()
+        setup.dimensions["imaging_quality"] = ImagingQuality(model)
 
     def build_aesthetic_quality(self, setup: Setup) -> None:
         name = "aesthetic_quality"

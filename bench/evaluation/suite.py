@@ -59,7 +59,7 @@ def evaluate_in_process(cfg: DictConfig, videos: list[Path], out_path: Path) -> 
             continue
         dimension = setup.dimensions[name]
         dimensions[name] = dimension_entry(
-            dimension.info, clips[name], fused[name] or None, note=setup.notes.get(name), fusion=setup.fusion.get(name)
+            dimension.info, clips[name], fused[name] or None, fusion=setup.fusion.get(name)
         )
     config = OmegaConf.to_container(cfg, resolve=True)
     return finish(dimensions, settings, "relaxbench in-process", config, str(cfg.get("device", "cpu")), out_path)

@@ -5,6 +5,7 @@ LIVE-trained SVM: the offline substitute for MUSIQ. BRISQUE is 0 (best) .. 100 (
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from . import BackboneInfo
 
@@ -34,6 +35,7 @@ class BRISQUEQuality:
     def __init__(self) -> None:
         self._model = _brisque_model()
 
-    def frame_score(self, frame: np.ndarray) -> float:
-        """A 0..100 score of one uint8 RGB frame, higher is better (MUSIQ's direction)."""
-        return float(np.clip(100.0 - self._model.score(frame), 0.0, 100.0))
+    def frame_scores(self, images: torch.Tensor) -> np.ndarray:
+        """RGB (T, 3, H, W) in 0..1 -> (T,) scores in 0..100, higher is better (MUSIQ's direction)."""
+        frames = (images * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return np.clip(100.0 - np.array([self._model.score(frame) for frame in frames]), 0.0, 100.0)

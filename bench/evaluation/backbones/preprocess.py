@@ -1,5 +1,5 @@
-"""The image transforms VBench applies before its feature networks, on float frames as upstream
-(vbench's load_video returns a float tensor, so torchvision's resize neither rounds nor clamps)."""
+"""The image transforms VBench applies before its networks, on float frames as upstream (vbench's
+load_video returns a float tensor, so torchvision's resize neither rounds nor clamps)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def resize_short_side(images: torch.Tensor, size: int, mode: str) -> torch.Tenso
     if out == (height, width):
         return images
     return F.interpolate(images, size=out, mode=mode, align_corners=False, antialias=False)
+
+
+def limit_longer_side(frames: np.ndarray, side: int = 512) -> torch.Tensor:
+    """imaging_quality's 'longer' mode: uint8 (T, H, W, 3) -> float (T, 3, H, W) in 0..1, resized
+    (bilinear, no antialias, sizes truncated) so the longer side is `side` when it exceeds it."""
+    images = to_tensor(frames)
+    height, width = images.shape[-2:]
+    if max(height, width) > side:
+        scale = side / max(height, width)
+        size = (int(scale * height), int(scale * width))
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=False)
+    return images / 255.0
 
 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
