@@ -106,3 +106,11 @@ def test_longer_side_resize_as_vbench():
     small = np.random.default_rng(0).integers(0, 256, (2, 512, 300, 3), dtype=np.uint8)
     assert torch.equal(limit_longer_side(small), torch.from_numpy(small).permute(0, 3, 1, 2) / 255.0)
     assert limit_longer_side(np.zeros((1, 700, 300, 3), np.uint8)).shape == (1, 3, 512, 219)  # int(300 * 512/700)
+
+
+def test_every_tensor_follows_the_images_device():
+    """On the meta device any tensor made on the CPU inside forward fails the op that mixes them, so
+    this checks on a CPU machine that eval.device=cuda keeps the whole computation on the GPU."""
+    model = MUSIQ(dim=48, mlp_dim=96, layers=1, classes=10).to("meta")
+    scores = model(torch.rand(2, 3, 40, 70, device="meta"))
+    assert scores.shape == (2,) and scores.device.type == "meta"

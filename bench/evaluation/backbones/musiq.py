@@ -50,10 +50,10 @@ class Tokens:
     mask: torch.Tensor
 
 
-def hashed_positions(rows: int, cols: int) -> torch.Tensor:
+def hashed_positions(rows: int, cols: int, device: torch.device | None = None) -> torch.Tensor:
     """Each patch's index in the GRID x GRID table: its row and column scaled to the grid by nearest
     neighbour (pyiqa resizes arange(GRID) with F.interpolate 'nearest')."""
-    grid = torch.arange(GRID, dtype=torch.float32)[None, None]
+    grid = torch.arange(GRID, dtype=torch.float32, device=device)[None, None]
     row = F.interpolate(grid, size=rows, mode="nearest")[0, 0].long()
     col = F.interpolate(grid, size=cols, mode="nearest")[0, 0].long()
     return (row[:, None] * GRID + col[None, :]).reshape(-1)
@@ -64,9 +64,9 @@ def scale_tokens(images: torch.Tensor, scale_id: int, length: int | None) -> Tok
     b, _, height, width = images.shape
     patches = F.unfold(same_pad(images, PATCH, PATCH), PATCH, stride=PATCH)  # (B, 3*32*32, rows*cols)
     patches = patches.transpose(1, 2).reshape(b, -1, 3, PATCH, PATCH)
-    positions = hashed_positions(math.ceil(height / PATCH), math.ceil(width / PATCH))
+    positions = hashed_positions(math.ceil(height / PATCH), math.ceil(width / PATCH), images.device)
     scales = torch.full_like(positions, scale_id)
-    mask = torch.ones(len(positions), dtype=torch.bool)
+    mask = torch.ones_like(positions, dtype=torch.bool)
     if length is not None:  # padding is all zeros, scale id included, as pyiqa's
         extra = max(length - len(positions), 0)
         patches = F.pad(patches, (0, 0, 0, 0, 0, 0, 0, extra))[:, :length]
@@ -204,7 +204,7 @@ class MUSIQ(nn.Module):
         x = self.block1(F.max_pool2d(same_pad(x, 3, 2), 3, 2))
         x = self.embedding(x.permute(0, 2, 3, 1).reshape(b, n, -1))  # channels last, as TensorFlow
         scores = self.head(self.transformer_encoder(x, tokens)[:, 0])
-        return (scores * torch.arange(1, scores.shape[-1] + 1, dtype=scores.dtype)).sum(-1)
+        return (scores * torch.arange(1, scores.shape[-1] + 1, dtype=scores.dtype, device=scores.device)).sum(-1)
 
 
 def load_musiq(path: Path) -> MUSIQ:
