@@ -219,3 +219,19 @@ def test_cli_writes_metrics_into_videos_dir_and_reports_errors_in_one_line(tmp_p
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: videos_dir:")
+
+
+@pytest.mark.parametrize(
+    ("make", "inputs"),
+    [
+        (lambda: RAFT(), lambda d: (torch.rand(1, 3, 64, 96, device=d), torch.rand(1, 3, 64, 96, device=d), 2)),
+        (lambda: AMTS(), lambda d: (*torch.rand(2, 1, 3, 128, 128, device=d), torch.full((1, 1, 1, 1), 0.5, device=d))),
+        (lambda: DinoViT(dim=64, depth=1, heads=1), lambda d: (torch.rand(1, 3, 64, 96, device=d),)),
+        (lambda: VisionTransformer(224, 32, 64, 1, 32), lambda d: (torch.rand(1, 3, 224, 224, device=d),)),
+    ],
+    ids=["raft", "amt-s", "dino", "clip"],
+)
+def test_exact_networks_keep_every_tensor_on_the_input_device(make, inputs):
+    """On the meta device an op mixing in a tensor made on the CPU fails: eval.device=cuda checked on a CPU."""
+    meta = torch.device("meta")
+    assert make().to(meta)(*inputs(meta)).device == meta
