@@ -25,46 +25,7 @@ from .study import in_study
 
 class RunLogger(Protocol):
     def finished(self, summary: dict) -> None:
-        run = self._start(summary)
-        try:
-            run.summary.update(summary)
-            timing = json.loads((self.run_dir / "timing.json").read_text())
-            log_series(run, "chunk", pd.DataFrame(timing["per_chunk"]))  # x: the run's chunk number
-            self._log_clips(run)
-            self._log_trace(run)
-            self._log_videos(run)
-        finally:
-            run.finish()
-
-    def _log_clips(self, run) -> None:
-        """Per-clip scores: a curve per dimension over the video (mean over videos) and the full table."""
-        import wandb
-
-        path = self.run_dir / "metrics.json"
-        clips = clip_scores(json.loads(path.read_text())) if path.exists() else pd.DataFrame()
-        if clips.empty:
-            return
-        log_series(run, "clip", clips.pivot_table(index="clip", columns="dimension", values="score", aggfunc="mean"))
-        run.log({"per_clip": wandb.Table(dataframe=clips)})
-
-    def _log_trace(self, run) -> None:
-        import wandb
-
-        path = self.run_dir / "plan_trace.jsonl"
-        if not path.exists() or not path.stat().st_size:
-            return
-        trace = pd.read_json(path, lines=True)
-        for column in trace.columns[trace.map(lambda v: isinstance(v, list)).any()]:
-            trace[column] = trace[column].map(json.dumps)  # W&B tables hold scalars
-        run.log({"plan_trace": wandb.Table(dataframe=trace)})
-
-    def _log_videos(self, run) -> None:
-        import wandb
-
-        videos = sorted((self.run_dir / "videos").glob("*.mp4"))
-        limit = self.options.max_videos
-        for path in videos if limit is None else videos[:limit]:
-            run.log({f"videos/{path.stem}": wandb.Video(str(path), format="mp4", caption=path.stem)})
+        """The run finished; its files (summary.json last) are in place."""
 
     def failed(self, error: BaseException) -> None:
         """The run failed; error.json is in place."""
@@ -115,32 +76,46 @@ class WandbLogger:
         )
 
     def finished(self, summary: dict) -> None:
-        import wandb
-
         run = self._start(summary)
         try:
             run.summary.update(summary)
             timing = json.loads((self.run_dir / "timing.json").read_text())
             log_series(run, "chunk", pd.DataFrame(timing["per_chunk"]))  # x: the run's chunk number
-            metrics_path = self.run_dir / "metrics.json"
-            if metrics_path.exists():
-                clips = clip_scores(json.loads(metrics_path.read_text()))
-                if not clips.empty:
-                    curves = clips.pivot_table(index="clip", columns="dimension", values="score", aggfunc="mean")
-                    log_series(run, "clip", curves)  # x: the clip index, mean over the videos
-                    run.log({"per_clip": wandb.Table(dataframe=clips)})
-            trace_path = self.run_dir / "plan_trace.jsonl"
-            if trace_path.exists() and trace_path.stat().st_size:
-                trace = pd.read_json(trace_path, lines=True)
-                for column in trace.columns[trace.map(lambda v: isinstance(v, list)).any()]:
-                    trace[column] = trace[column].map(json.dumps)  # W&B tables hold scalars
-                run.log({"plan_trace": wandb.Table(dataframe=trace)})
-            videos = sorted((self.run_dir / "videos").glob("*.mp4"))
-            limit = self.options.max_videos
-            for path in videos if limit is None else videos[:limit]:
-                run.log({f"videos/{path.stem}": wandb.Video(str(path), format="mp4", caption=path.stem)})
+            self._log_clips(run)
+            self._log_trace(run)
+            self._log_videos(run)
         finally:
             run.finish()
+
+    def _log_clips(self, run) -> None:
+        """Per-clip scores: a curve per dimension over the video (mean over videos) and the full table."""
+        import wandb
+
+        path = self.run_dir / "metrics.json"
+        clips = clip_scores(json.loads(path.read_text())) if path.exists() else pd.DataFrame()
+        if clips.empty:
+            return
+        log_series(run, "clip", clips.pivot_table(index="clip", columns="dimension", values="score", aggfunc="mean"))
+        run.log({"per_clip": wandb.Table(dataframe=clips)})
+
+    def _log_trace(self, run) -> None:
+        import wandb
+
+        path = self.run_dir / "plan_trace.jsonl"
+        if not path.exists() or not path.stat().st_size:
+            return
+        trace = pd.read_json(path, lines=True)
+        for column in trace.columns[trace.map(lambda v: isinstance(v, list)).any()]:
+            trace[column] = trace[column].map(json.dumps)  # W&B tables hold scalars
+        run.log({"plan_trace": wandb.Table(dataframe=trace)})
+
+    def _log_videos(self, run) -> None:
+        import wandb
+
+        videos = sorted((self.run_dir / "videos").glob("*.mp4"))
+        limit = self.options.max_videos
+        for path in videos if limit is None else videos[:limit]:
+            run.log({f"videos/{path.stem}": wandb.Video(str(path), format="mp4", caption=path.stem)})
 
     def failed(self, error: BaseException) -> None:
         run = self._start()
