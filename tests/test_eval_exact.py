@@ -154,6 +154,22 @@ def test_exact_always_names_the_missing_file(tmp_path, still_video):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_unusable_weights_file_is_one_line_naming_it(tmp_path, still_video):
+    weights = tmp_path / "weights"
+    musiq = weights / "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth"
+    raft = weights / "raft_model/models/raft-things.pth"
+    for path in (musiq, raft):
+        path.parent.mkdir(parents=True)
+    musiq.write_bytes(b"not a checkpoint" * 64)  # corrupt
+    torch.save({"weight": torch.zeros(3)}, raft)  # another network's weights
+    cases = [("imaging_quality", musiq, "not a readable PyTorch file"), ("dynamic_degree", raft, "RuntimeError: ")]
+    for dimension, path, why in cases:
+        with pytest.raises(ConfigError, match=f"eval.weights_dir: {path} is not a usable checkpoint \\({why}") as info:
+            evaluate_videos(cfg(dimensions=[dimension], weights_dir=str(weights)), [still_video], tmp_path / "m.json")
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "m.json").exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "match"),
     [

@@ -4,6 +4,7 @@ dimension is missing."""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,15 +90,28 @@ class _Builder:
             self._cache[key] = make()
         return self._cache[key]
 
+    @staticmethod
+    def load(make, *paths: Path):
+        """Build an exact backbone from its weights; a file that is corrupt or holds another network
+        gets one line naming it instead of torch's traceback."""
+        try:
+            return make()
+        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError) as err:
+            unreadable = isinstance(err, (pickle.UnpicklingError, EOFError))  # torch's own text misleads here
+            text = " ".join(line.strip() for line in str(err).strip().splitlines()[:2])[:200]
+            why = "not a readable PyTorch file" if unreadable else f"{type(err).__name__}: {text}"
+            files = " or ".join(str(path) for path in paths)
+            raise ConfigError(f"eval.weights_dir: {files} is not a usable checkpoint ({why})") from err
+
     def dino(self, path: Path):
         from .backbones.dino import DinoFeatures
 
-        return self.cached("dino", lambda: DinoFeatures(path, self.device))
+        return self.cached("dino", lambda: self.load(lambda: DinoFeatures(path, self.device), path))
 
     def clip_b32(self, path: Path):
         from .backbones.clip import ClipFeatures
 
-        return self.cached("clip_b32", lambda: ClipFeatures(path, "vitb32", self.device))
+        return self.cached("clip_b32", lambda: self.load(lambda: ClipFeatures(path, "vitb32", self.device), path))
 
     def build(self, name: str, setup: Setup) -> None:
         getattr(self, f"build_{name}")(setup)
@@ -111,7 +125,7 @@ class _Builder:
         if path is not None:
             from .backbones.raft import RAFTFlow
 
-            flow = RAFTFlow(path, self.device)
+            flow = self.load(lambda: RAFTFlow(path, self.device), path)
         else:
             from .backbones.flow import DISFlow, FarnebackFlow
 
@@ -124,7 +138,7 @@ class _Builder:
         if path is not None:
             from .backbones.amt import AMTInterpolator
 
-            interpolator = AMTInterpolator(path, self.device)
+            interpolator = self.load(lambda: AMTInterpolator(path, self.device), path)
         else:
             from .backbones.interpolation import FlowWarpInterpolator, RIFEInterpolator, rife_available
 
@@ -139,7 +153,7 @@ class _Builder:
         if path is not None:
             from .backbones.musiq import MUSIQQuality
 
-            model = MUSIQQuality(path, self.device)
+            model = self.load(lambda: MUSIQQuality(path, self.device), path)
         else:
             from .backbones.brisque import BRISQUEQuality
 
@@ -154,7 +168,9 @@ class _Builder:
             return
         from .backbones.clip import LaionAesthetic
 
-        setup.dimensions[name] = AestheticQuality(LaionAesthetic(clip_path, head_path, self.device))
+        setup.dimensions[name] = AestheticQuality(
+            self.load(lambda: LaionAesthetic(clip_path, head_path, self.device), clip_path, head_path)
+        )
 
     def build_subject_consistency(self, setup: Setup) -> None:
         self.build_consistency("subject_consistency", setup)
