@@ -14,6 +14,8 @@ import imageio.v2 as imageio
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bench.runs.outputs import clip_scores, find_runs
+
 from .names import METHODS
 
 # Columns that define a configuration in a study; those that vary name the runs.
@@ -24,10 +26,6 @@ SETTINGS_IGNORED = ("policy.name", "policy.chunk")
 
 class StudyError(Exception):
     """Bad input to the analysis; the message is one line."""
-
-
-def find_runs(study: Path) -> list[Path]:
-    return sorted({p.parent for name in ("summary.json", "error.json") for p in study.rglob(name)})
 
 
 def first_video(run_dir: Path) -> Path | None:
@@ -119,19 +117,6 @@ def load_study(study: Path | str) -> pd.DataFrame:
     return add_labels(frame)
 
 
-def clip_scores(metrics: dict) -> pd.DataFrame:
-    """metrics.json's per-clip scores (`dimensions.<name>.per_clip`: video -> clip index -> score)
-    as rows (dimension, video, clip, score); clips that could not be scored are left out."""
-    rows = [
-        {"dimension": dimension, "video": video, "clip": int(clip), "score": float(score)}
-        for dimension, entry in metrics.get("dimensions", {}).items()
-        for video, clips in (entry.get("per_clip") or {}).items()
-        for clip, score in clips.items()
-        if score is not None
-    ]
-    return pd.DataFrame(rows, columns=["dimension", "video", "clip", "score"])
-
-
 def _per_run(frame: pd.DataFrame, study: Path, name: str, read) -> pd.DataFrame:
     """Rows from one file of every complete run, tagged with the run's dir, policy and label."""
     parts = []
@@ -154,7 +139,7 @@ def load_chunks(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
 
 
 def load_attention(study: Path) -> pd.DataFrame:
-    """Every attention microbenchmark (`python -m bench.attention`'s attention.json) under the study."""
+    """Every attention microbenchmark (`python -m bench.perf.attention`'s attention.json) under the study."""
     parts = []
     for path in sorted(study.rglob("attention.json")):
         data = json.loads(path.read_text())

@@ -3,7 +3,7 @@
 - sizes: each metric vs sink / history / tail size, one line per group of runs that differ only there;
 - dynamic_vs_attended: dynamic degree vs attended latent frames per chunk;
 - attention_vs_attended: attention time vs attended frames (per-chunk profile of the runs and the
-  `bench.attention` microbenchmark when the study holds an attention.json);
+  `bench.perf.attention` microbenchmark when the study holds an attention.json);
 - clip_drift: each dimension per 2 s clip over the length of the video (drift), mean over videos.
 """
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from bench.evaluation import evaluate_videos, summary_fields
+from bench.evaluation.video import list_videos
 from memory_policies import ConfigError
-
-from .evaluation import evaluate_videos, summary_fields
-from .evaluation.video import list_videos
 
 
 def run(cfg: DictConfig) -> Path:

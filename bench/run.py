@@ -17,37 +17,20 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from bench.cli import instantiate_checked
+from bench.generation.sampler import ARSampler
+from bench.models.backend import Backend
+from bench.perf.profiler import Profiler
+from bench.prompts import load_prompts
+from bench.runs.loggers import LocalLogger, RunLogger, make_logger
+from bench.runs.outputs import atomic_write_json, provenance, video_name, write_video
+from bench.runs.study import completed_summary, in_study
 from memory_policies import ConfigError
 
-from .loggers import LocalLogger, RunLogger, make_logger
-from .models.backend import Backend
-from .outputs import atomic_write_json, provenance, video_name, write_video
-from .profiler import Profiler
-from .sampler import ARSampler
-from .study import completed_summary, in_study
-
 SECONDS_PER_LATENT_FRAME = 0.25
-
-
-def load_prompts(prompts: object) -> list[str]:
-    """`prompts` is a list of strings or the path of a text file with one prompt per line."""
-    if isinstance(prompts, str):
-        path = Path(prompts).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"prompts: file {path} not found (give a list of strings or a text file path)")
-        items = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    elif isinstance(prompts, (list, tuple, ListConfig)):
-        items = [str(p).strip() for p in prompts]
-    else:
-        raise ConfigError(f"prompts must be a list of strings or a text file path, got {type(prompts).__name__}")
-    if not items or any(not p for p in items):
-        raise ConfigError("prompts must hold at least one non-empty prompt")
-    return items
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -55,16 +38,6 @@ def config_hash(cfg: DictConfig) -> str:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("logger", None)
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def instantiate_checked(node: DictConfig):
-    """`instantiate`, letting a ConfigError raised by the target through as itself (one line)."""
-    try:
-        return instantiate(node)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, (ConfigError, FileNotFoundError)):
-            raise err.__cause__ from None
-        raise
 
 
 def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
@@ -79,7 +52,7 @@ def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
         raise ConfigError(f"num_latent_frames must be an integer, got {cfg.num_latent_frames!r}")
     sampler.check(policy, cfg.num_latent_frames)
     if cfg.eval.name != "none":
-        from .evaluation import check_config
+        from bench.evaluation import check_config
 
         check_config(cfg.eval)
     return policy, sampler, load_prompts(cfg.prompts)
@@ -128,7 +101,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
 
     metrics_fields: dict = {}
     if cfg.eval.name != "none":
-        from .evaluation import evaluate_videos, summary_fields
+        from bench.evaluation import evaluate_videos, summary_fields
 
         with profiler.section("evaluation"):
             metrics = evaluate_videos(cfg.eval, videos, run_dir / "metrics.json")

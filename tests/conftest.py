@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def random_toy():
-    from bench.models.toy import build_toy, toy_backend
+    from bench.toy.model import build_toy, toy_backend
 
     torch.manual_seed(0)
     dit, text = build_toy()
@@ -26,7 +26,7 @@ def random_toy():
 @pytest.fixture(scope="session")
 def random_toy_weights(tmp_path_factory) -> Path:
     """A toy checkpoint with random weights, for runs that must not depend on the shipped one."""
-    from bench.models.toy import build_toy, save_toy
+    from bench.toy.model import build_toy, save_toy
 
     torch.manual_seed(0)
     dit, text = build_toy()

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import hydra
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 import bench.run
-from conftest import REPO
 
 CONF = REPO / "conf"
 

@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.reservoir import KVReservoir
-from bench.sampler import ARSampler
+from bench.generation.reservoir import KVReservoir
+from bench.generation.sampler import ARSampler
 from memory_policies import RelaxedPolicy
 
 FRAMES_60S = 240

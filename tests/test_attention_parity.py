@@ -8,8 +8,8 @@ import pytest
 import torch
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from bench.reservoir import KVReservoir
-from bench.wan_attention import AttentionState, rope_tables
+from bench.generation.reservoir import KVReservoir
+from bench.generation.wan_attention import AttentionState, rope_tables
 from memory_policies import DensePolicy, RelaxedPolicy
 
 TOKENS = 64  # 32x32 frames, patch 4

@@ -6,14 +6,18 @@ import pytest
 import torch
 from diffusers import WanTransformer3DModel
 from torch.nn.attention import SDPBackend
+from wan_standins import TINY_DIT
 
+from bench.generation.wan_attention import AttentionState, PlannedWan
 from bench.models.execution import (
-    KernelPinnedWan, cast_for_inference, resolve_device, resolve_dtype, sdpa_backends,
+    KernelPinnedWan,
+    cast_for_inference,
+    resolve_device,
+    resolve_dtype,
+    sdpa_backends,
 )
 from bench.models.wan import architecture_of
-from bench.wan_attention import AttentionState, PlannedWan
 from memory_policies import ConfigError
-from wan_standins import TINY_DIT
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

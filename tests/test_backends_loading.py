@@ -12,19 +12,29 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from safetensors.torch import save_file
+from wan_standins import (
+    HEIGHT,
+    PROMPTS,
+    SEEDS,
+    TINY_DIT,
+    TINY_T5,
+    TINY_VAE,
+    WIDTH,
+    longlive_lora,
+    merged_with_lora,
+    release_entry,
+    wan_dit_state,
+    write_all,
+)
 
+from bench.generation.wan_attention import AttentionState
 from bench.models.checkpoints import RELEASES
 from bench.models.vae import decode_video, load_vae, to_uint8
 from bench.models.wan import architecture_of, load_wan
-from bench.wan_attention import AttentionState
-from conftest import REPO
 from memory_policies import ConfigError
-from wan_standins import (
-    HEIGHT, PROMPTS, SEEDS, TINY_DIT, TINY_T5, TINY_VAE, WIDTH, longlive_lora, merged_with_lora, release_entry,
-    wan_dit_state, write_all,
-)
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,15 @@ import json
 import imageio.v2 as imageio
 import pytest
 import torch
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from wan_standins import HEIGHT, PROMPTS, TINY_DIT, WIDTH, write_all
 
+from bench.generation.sampler import ARSampler
 from bench.models.wan import load_wan
 from bench.run import execute
-from bench.sampler import ARSampler
-from conftest import REPO
 from memory_policies import DensePolicy, ReservoirView
-from wan_standins import HEIGHT, PROMPTS, TINY_DIT, WIDTH, write_all
 
 # model, base layout, and the sampler / policy its Table 1 row uses
 RUNS = [

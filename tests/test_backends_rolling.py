@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from bench.rolling_sampler import RollingSampler
-from bench.sampler import ARSampler
-from bench.wan_attention import AttentionState
-from conftest import REPO
+from bench.generation.rolling_sampler import RollingSampler
+from bench.generation.sampler import ARSampler
+from bench.generation.wan_attention import AttentionState
 from memory_policies import ConfigError, DensePolicy, RelaxedPolicy
 
 STEPS = [1000, 800, 600, 400, 200]
@@ -104,7 +104,7 @@ def test_windows_levels_memory_and_commits_follow_the_release(random_toy):
 
 def test_one_level_is_the_chunkwise_sampler():
     """With one step the window is one chunk: the same forwards, noise draws and commits as ARSampler."""
-    from bench.models.toy import build_toy, toy_backend
+    from bench.toy.model import build_toy, toy_backend
 
     torch.manual_seed(0)
     backend = toy_backend(*build_toy())

@@ -21,7 +21,7 @@ from bench.evaluation.backbones.raft import RAFT
 from bench.evaluation.consistency import first_previous_similarity, fuse, map_fast_score
 from bench.evaluation.mapping_tables import SUBJECT_MAPPING
 from bench.evaluation.video import list_videos
-from bench.outputs import write_video
+from bench.runs.outputs import write_video
 from memory_policies import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

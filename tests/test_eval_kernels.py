@@ -12,8 +12,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.evaluation import evaluate_videos, summary_fields
-from bench.evaluation.motion import MotionSmoothness, dynamic_thresholds, sampling_interval
-from bench.outputs import write_video
+from bench.evaluation.motion import (
+    MotionSmoothness,
+    dynamic_thresholds,
+    sampling_interval,
+)
+from bench.runs.outputs import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 

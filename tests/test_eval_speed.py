@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.evaluation import evaluate_videos
-from bench.outputs import write_video
+from bench.runs.outputs import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,7 @@ from bench.evaluation.frame_quality import ImagingQuality
 from bench.evaluation.motion import MotionSmoothness
 from bench.evaluation.vbench_runner import default_python, write_clip
 from bench.evaluation.video import read_video
-from bench.outputs import write_video
+from bench.runs.outputs import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 VBENCH_PYTHON = default_python()

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from bench.evaluation import evaluate_videos
 from bench.evaluation.vbench_runner import read_results
-from bench.outputs import write_video
+from bench.runs.outputs import write_video
 from memory_policies import ConfigError
 
 

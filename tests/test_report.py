@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.load import clip_scores, load_study
-from analysis.report import main as report_main, report
-from bench.outputs import write_video
+from analysis.load import load_study
+from analysis.report import main as report_main
+from analysis.report import report
+from bench.runs.outputs import clip_scores, write_video
 
 # dimension -> (backbone, exact) as bench.evaluation's summary_fields records them
 BACKBONES = {

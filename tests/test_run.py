@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 
 from bench.run import execute
-from conftest import REPO
 
 
 def make_cfg(overrides):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.sampler import ARSampler, flow_sigmas
+from bench.generation.sampler import ARSampler, flow_sigmas
 from memory_policies import ConfigError, DensePolicy, RelaxedPolicy
 
 

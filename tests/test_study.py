@@ -12,12 +12,12 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import REPO
+from study_helpers import compose_cfg, run_in_process, sweep_jobs, tiny
 
 import bench.run
 from analysis.load import load_study
 from analysis.report import report
-from conftest import REPO
-from study_helpers import compose_cfg, run_in_process, sweep_jobs, tiny
 
 ALL_POLICIES = ["dense", "relaxed", "sink", "tail", "attention_sink"]
 EXPERIMENTS = {

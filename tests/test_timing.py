@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 
-from bench.profiler import Profiler
-from bench.sampler import ARSampler
-from bench.timer import medians_ms
-from conftest import REPO
+from bench.generation.sampler import ARSampler
+from bench.perf.profiler import Profiler
+from bench.perf.timer import medians_ms
 from memory_policies import ConfigError, RelaxedPolicy
 
 SECTIONS = {"selection", "denoise", "clean_pass", "dit", "attention", "reservoir_write"}
@@ -70,7 +70,7 @@ SMALL_ATTENTION = ["tokens_per_frame=12", "heads=2", "head_dim=16", "ffn_dim=32"
 
 
 def test_attention_benchmark_writes_its_results(tmp_path):
-    from bench.attention import report, run
+    from bench.perf.attention import report, run
 
     result = run(make_cfg("attention", SMALL_ATTENTION), tmp_path)
     on_disk = json.loads((tmp_path / "attention.json").read_text())
@@ -90,7 +90,7 @@ def test_attention_benchmark_writes_its_results(tmp_path):
 @pytest.mark.parametrize("override, field", [("frames=[2,7]", "frames"), ("t=10", "t"), ("device=tpu", "device"),
                                              ("relaxed.sink=-1", "policy.sink")])
 def test_attention_benchmark_rejects_bad_sizes(override, field, tmp_path):
-    from bench.attention import run
+    from bench.perf.attention import run
 
     with pytest.raises(ConfigError, match=f"^{field}"):
         run(make_cfg("attention", [*SMALL_ATTENTION, override]), tmp_path)
@@ -98,7 +98,7 @@ def test_attention_benchmark_rejects_bad_sizes(override, field, tmp_path):
 
 
 def test_end_to_end_comparison_writes_its_results(random_toy_weights, tmp_path):
-    from bench.e2e import report, run
+    from bench.perf.e2e import report, run
 
     overrides = [f"model.backend.weights={random_toy_weights}", "num_latent_frames=12", "warmup_frames=3", "repeats=2"]
     result = run(make_cfg("e2e", overrides), tmp_path)

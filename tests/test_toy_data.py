@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.models.toy import ToyTextEncoder
-from bench.toy_data import COLOURS, VOCABULARY, make_clip, render, sample_scene
-from bench.toy_stats import mean_speed
+from bench.toy.data import COLOURS, VOCABULARY, make_clip, render, sample_scene
+from bench.toy.model import ToyTextEncoder
+from bench.toy.stats import mean_speed
 from memory_policies import ConfigError
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from bench.models.toy import WEIGHTS, load_toy
-from bench.toy_stats import largest_blob_fraction, object_mask, video_stats
-from conftest import REPO
+from bench.toy.model import WEIGHTS, load_toy
+from bench.toy.stats import largest_blob_fraction, object_mask, video_stats
 
 pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(), reason="shipped toy weights missing")
 

@@ -7,8 +7,8 @@ import json
 import torch
 from safetensors import safe_open
 
-from bench.models.toy import load_toy
-from bench.train_toy import block_causal_mask, main
+from bench.toy.model import load_toy
+from bench.toy.train import block_causal_mask, main
 
 
 def test_block_causal_layout():

@@ -9,9 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from study_helpers import run_in_process, tiny
 
 import bench.run
-from study_helpers import run_in_process, tiny
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402

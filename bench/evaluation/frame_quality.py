@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backbones.preprocess import limit_longer_side
+from bench.evaluation.backbones.preprocess import limit_longer_side
 
 
 class AestheticQuality:

@@ -104,12 +104,12 @@ class _Builder:
             raise ConfigError(f"eval.weights_dir: {files} is not a usable checkpoint ({why})") from err
 
     def dino(self, path: Path):
-        from .backbones.dino import DinoFeatures
+        from bench.evaluation.backbones.dino import DinoFeatures
 
         return self.cached("dino", lambda: self.load(lambda: DinoFeatures(path, self.device), path))
 
     def clip_b32(self, path: Path):
-        from .backbones.clip import ClipFeatures
+        from bench.evaluation.backbones.clip import ClipFeatures
 
         return self.cached("clip_b32", lambda: self.load(lambda: ClipFeatures(path, "vitb32", self.device), path))
 
@@ -123,11 +123,11 @@ class _Builder:
         kind = choice(self.cfg, "flow", FLOW_CHOICES)
         path = self.exact_path("raft", "dynamic_degree")
         if path is not None:
-            from .backbones.raft import RAFTFlow
+            from bench.evaluation.backbones.raft import RAFTFlow
 
             flow = self.load(lambda: RAFTFlow(path, self.device), path)
         else:
-            from .backbones.flow import DISFlow, FarnebackFlow
+            from bench.evaluation.backbones.flow import DISFlow, FarnebackFlow
 
             flow = {"dis": DISFlow, "farneback": FarnebackFlow}[kind]()
         setup.dimensions["dynamic_degree"] = DynamicDegree(flow)
@@ -136,11 +136,15 @@ class _Builder:
         kind = choice(self.cfg, "interpolation", INTERPOLATION_CHOICES)
         path = self.exact_path("amt_s", "motion_smoothness")
         if path is not None:
-            from .backbones.amt import AMTInterpolator
+            from bench.evaluation.backbones.amt import AMTInterpolator
 
             interpolator = self.load(lambda: AMTInterpolator(path, self.device), path)
         else:
-            from .backbones.interpolation import FlowWarpInterpolator, RIFEInterpolator, rife_available
+            from bench.evaluation.backbones.interpolation import (
+                FlowWarpInterpolator,
+                RIFEInterpolator,
+                rife_available,
+            )
 
             if kind == "auto":
                 kind = "rife" if rife_available() else "flow_warp"
@@ -151,11 +155,11 @@ class _Builder:
         choice(self.cfg, "imaging", IMAGING_CHOICES)
         path = self.exact_path("musiq_spaq", "imaging_quality")
         if path is not None:
-            from .backbones.musiq import MUSIQQuality
+            from bench.evaluation.backbones.musiq import MUSIQQuality
 
             model = self.load(lambda: MUSIQQuality(path, self.device), path)
         else:
-            from .backbones.brisque import BRISQUEQuality
+            from bench.evaluation.backbones.brisque import BRISQUEQuality
 
             model = BRISQUEQuality()
         setup.dimensions["imaging_quality"] = ImagingQuality(model)
@@ -166,7 +170,7 @@ class _Builder:
         if clip_path is None or head_path is None:
             setup.missing[name] = self.no_substitute("CLIP ViT-L/14 and the LAION head", ("clip_vitl14", "laion_head"))
             return
-        from .backbones.clip import LaionAesthetic
+        from bench.evaluation.backbones.clip import LaionAesthetic
 
         setup.dimensions[name] = AestheticQuality(
             self.load(lambda: LaionAesthetic(clip_path, head_path, self.device), clip_path, head_path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..outputs import atomic_write_json, provenance
+from bench.runs.outputs import atomic_write_json, provenance
+
 from .backbones import BackboneInfo
 from .registry import DIMENSIONS
 from .scores import AVERAGE6_DIMENSIONS, QUALITY_DIMENSIONS, average6, quality_score

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..wan_attention import PlannedWan
+from bench.generation.wan_attention import PlannedWan
 
 
 @dataclass

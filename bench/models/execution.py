@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bench.generation.wan_attention import AttentionState, PlannedWan
 from memory_policies import ConfigError
-
-from ..wan_attention import AttentionState, PlannedWan
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import torch
 from diffusers import WanTransformer3DModel
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import (
+    LoraConfig,
+    get_peft_model,
+    get_peft_model_state_dict,
+    set_peft_model_state_dict,
+)
 
 from .checkpoints import LoRA, check_keys, original_wan_keys, wan_to_diffusers
 

@@ -19,10 +19,23 @@ from memory_policies import ConfigError
 
 from .backend import Backend
 from .checkpoints import (
-    Release, entry, file_digest, find_release, load_strict, original_wan_keys, read_checkpoint, require_file,
+    Release,
+    entry,
+    file_digest,
+    find_release,
+    load_strict,
+    original_wan_keys,
+    read_checkpoint,
+    require_file,
     wan_to_diffusers,
 )
-from .execution import KernelPinnedWan, cast_for_inference, resolve_device, resolve_dtype, sdpa_backends
+from .execution import (
+    KernelPinnedWan,
+    cast_for_inference,
+    resolve_device,
+    resolve_dtype,
+    sdpa_backends,
+)
 from .lora import merge_lora
 from .text_umt5 import load_text_encoder
 from .vae import decode_video, load_vae

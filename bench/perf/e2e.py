@@ -1,7 +1,7 @@
-"""End-to-end speed of dense vs relaxed memory in one process: `python -m bench.e2e [key=value ...]`.
+"""End-to-end speed of dense vs relaxed memory in one process: `python -m bench.perf.e2e [key=value ...]`.
 
 Each policy generates (and decodes) the same prompts with the same seed; after one short warm-up
-generation per policy, the timed generations are interleaved in ABBA order (`bench.timer`) so that
+generation per policy, the timed generations are interleaved in ABBA order (`bench.perf.timer`) so that
 drift in the machine's speed falls on both alike, and the median of each is compared. Writes `e2e.json` into
 the Hydra run directory and prints the speed-up.
 """
@@ -18,14 +18,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from bench.cli import instantiate_checked
+from bench.generation.sampler import ARSampler
+from bench.models.backend import Backend
+from bench.prompts import load_prompts
+from bench.runs.outputs import atomic_write_json, provenance
 from memory_policies import ConfigError, MemoryPolicy
 from memory_policies.plan import check_int
 
-from .models.backend import Backend
-from .outputs import atomic_write_json, provenance
 from .profiler import Profiler
-from .run import instantiate_checked, load_prompts
-from .sampler import ARSampler
 from .timer import rounds_ms
 
 
@@ -126,7 +127,7 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="e2e")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="e2e")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

@@ -17,13 +17,13 @@ import torch
 from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
+from bench.generation.wan_attention import PlannedWan
+from bench.models.backend import Backend
 from memory_policies import ConfigError
 
-from ..wan_attention import PlannedWan
-from ..toy_data import VOCABULARY
-from .backend import Backend
+from .data import VOCABULARY
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "toy.safetensors"
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "toy.safetensors"
 SIZE = 32
 FPS = 4.0
 MAX_WORDS = 16
@@ -87,7 +87,7 @@ def load_toy(weights: str | Path | None = None, video_scale: int = 4, device: st
     if not path.is_file():
         raise FileNotFoundError(
             f"model.backend.weights: toy checkpoint {path} not found; it ships with relaxbench "
-            "(bench/weights/toy.safetensors) or is made by `python -m bench.train_toy`"
+            "(bench/toy/weights/toy.safetensors) or is made by `python -m bench.toy.train`"
         )
     try:
         state = load_file(str(path))

@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from analysis.load import find_runs
+from .outputs import find_runs
 
 # conf/hydra/launcher/{joblib,submitit_*}.yaml carry the names of the plugins' schemas on purpose
 # (`hydra/launcher=joblib` picks relaxbench's defaults); Hydra 1.3 merges them into the schema and warns.

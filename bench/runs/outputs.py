@@ -1,4 +1,5 @@
-"""Writing a run's files: atomic JSON, mp4 videos, and the provenance every result carries."""
+"""A run's files: writing them (atomic JSON, mp4 videos, the provenance every result carries) and
+finding and reading them back (runs under a study folder, per-clip scores)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Any
 
 import imageio.v2 as imageio
 import numpy as np
+import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -77,3 +79,20 @@ def provenance(device: torch.device) -> dict:
         "python": platform.python_version(),
         "host": platform.node(),
     }
+
+
+def find_runs(study: Path) -> list[Path]:
+    return sorted({p.parent for name in ("summary.json", "error.json") for p in study.rglob(name)})
+
+
+def clip_scores(metrics: dict) -> pd.DataFrame:
+    """metrics.json's per-clip scores (`dimensions.<name>.per_clip`: video -> clip index -> score)
+    as rows (dimension, video, clip, score); clips that could not be scored are left out."""
+    rows = [
+        {"dimension": dimension, "video": video, "clip": int(clip), "score": float(score)}
+        for dimension, entry in metrics.get("dimensions", {}).items()
+        for video, clips in (entry.get("per_clip") or {}).items()
+        for clip, score in clips.items()
+        if score is not None
+    ]
+    return pd.DataFrame(rows, columns=["dimension", "video", "clip", "score"])

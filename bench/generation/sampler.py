@@ -16,12 +16,12 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
+from bench.models.backend import Backend
+from bench.perf.profiler import Profiler
 from memory_policies import ConfigError, MemoryPolicy, Plan
 
-from .wan_attention import AttentionState
-from .models.backend import Backend
-from .profiler import Profiler
 from .reservoir import KVReservoir
+from .wan_attention import AttentionState
 
 TraceFn = Callable[[int, int, Plan], None]  # (chunk index, t, plan)
 

@@ -1,6 +1,6 @@
 """Pixel statistics of toy-model videos: where the sprite is, how fast it moves, whether it lasts.
 
-Used by the tests on the shipped weights and by `python -m bench.toy_stats <run dir>...`, which
+Used by the tests on the shipped weights and by `python -m bench.toy.stats <run dir>...`, which
 prints, per run and per 30 s window, the mean frame change and the fraction of frames in which an
 object is visible — the toy's view of the long-video "temporal wall".
 """

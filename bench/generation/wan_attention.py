@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
-from .profiler import Profiler
+from bench.perf.profiler import Profiler
+
 from .reservoir import KVReservoir
 
 

@@ -1,4 +1,4 @@
-"""Attention microbenchmark: `python -m bench.attention [key=value ...]`.
+"""Attention microbenchmark: `python -m bench.perf.attention [key=value ...]`.
 
 At the 1.3B model's shapes (by default), for a dense window of each attended-frame count in
 `frames` and for the relaxed policy's plan, it times per layer and DiT forward:
@@ -22,20 +22,27 @@ from pathlib import Path
 import hydra
 import torch
 import torch.nn.functional as F
-from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformerBlock
+from diffusers.models.transformers.transformer_wan import (
+    WanRotaryPosEmbed,
+    WanTransformerBlock,
+)
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 
+from bench.cli import instantiate_checked
+from bench.generation.reservoir import KVReservoir
+from bench.generation.sampler import attention_state
+from bench.generation.wan_attention import (
+    AttentionState,
+    PlannedAttnProcessor,
+    StateSlot,
+)
+from bench.runs.outputs import atomic_write_json, provenance
 from memory_policies import ConfigError, MemoryPolicy, Plan
 from memory_policies.plan import check_choice, check_int
 
-from .outputs import atomic_write_json, provenance
 from .profiler import Profiler
-from .reservoir import KVReservoir
-from .run import instantiate_checked
-from .sampler import attention_state
 from .timer import medians_ms
-from .wan_attention import AttentionState, PlannedAttnProcessor, StateSlot
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -319,7 +326,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="attention")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="attention")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

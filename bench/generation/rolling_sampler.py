@@ -26,11 +26,11 @@ from functools import partial
 import torch
 from tqdm import tqdm
 
+from bench.models.backend import Backend
+from bench.perf.profiler import Profiler
 from memory_policies import ConfigError, DensePolicy, MemoryPolicy, Plan
 from memory_policies.plan import check_int
 
-from .models.backend import Backend
-from .profiler import Profiler
 from .reservoir import KVReservoir
 from .sampler import ARSampler, TraceFn, attention_state
 

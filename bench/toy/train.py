@@ -1,4 +1,4 @@
-"""Train the embedded toy model: `python -m bench.train_toy [--minutes 70] [--steps 3000]`.
+"""Train the embedded toy model: `python -m bench.toy.train [--minutes 70] [--steps 3000]`.
 
 Teacher forcing with every chunk supervised at once, as the AR sampler poses the task: a clip of
 `window` latent frames is laid out as its clean frames followed by noisy copies of all of them.
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .wan_attention import AttentionState, PlannedWan
-from .models.toy import WEIGHTS, build_toy, save_toy
-from .toy_data import make_clip
+from bench.generation.wan_attention import AttentionState, PlannedWan
+
+from .data import make_clip
+from .model import WEIGHTS, build_toy, save_toy
 
 CHUNK = 3
 

@@ -17,9 +17,9 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from analysis.load import clip_scores
 from memory_policies import ConfigError
 
+from .outputs import clip_scores
 from .study import in_study
 
 

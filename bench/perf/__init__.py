@@ -1,0 +1,1 @@
+"""Timing: the per-chunk profiler, the round-robin timer, and the attention and end-to-end benchmarks."""

@@ -1,0 +1,1 @@
+"""A run's files: writing and reading them, where results go besides them (loggers), and studies."""

@@ -1,0 +1,1 @@
+"""The embedded default model: a tiny Wan-architecture DiT, its procedural sprite data, trainer, statistics and shipped weights."""
