@@ -8,12 +8,13 @@ import io
 from datetime import datetime, timezone
 from pathlib import Path
 
-import imageio.v2 as imageio
 import jinja2
 import pandas as pd
 from PIL import Image
 
-from .load import first_video
+from bench.runs.videos import probe, read_frames
+
+from .load import first_video, one_line
 from .names import DIMENSIONS
 
 PREVIEW_WIDTH = 256  # pixels; previews are for recognising what a policy does, not for scoring
@@ -39,7 +40,7 @@ figure img { max-width: 100%; border: 1px solid #ddd; }
 </style></head><body>
 <h1>relaxbench study: {{ name }}</h1>
 <p class="note" id="provenance">{{ study }} · {{ complete }} complete run(s)
-{%- if failed %}, <span class="failed">{{ failed }} failed</span>{% endif %}
+{%- if failed %}, <span class="failed">{{ failed }}</span>{% endif %}
  · model(s): {{ models }} · device(s): {{ devices }} · commit(s): {{ commits }} · report made {{ made }}</p>
 
 <h2>Table 1: paper vs measured</h2>
@@ -54,12 +55,13 @@ only "(VBench)" means the exact VBench kernel.</p>
 
 <h2>Runs</h2>
 <div class="scroll">{{ runs | safe }}</div>
-{% if errors %}<h2 class="failed">Failed runs</h2>
-<ul>{% for run, error in errors %}<li><code>{{ run }}</code>: {{ error }}</li>{% endfor %}</ul>{% endif %}
+{% if errors %}<h2 class="failed">Failed, interrupted and unreadable runs, and warnings</h2>
+<ul>{% for run, status, error in errors %}<li><code>{{ run }}</code> ({{ status }}): {{ error }}</li>{% endfor %}</ul>{% endif %}
 
 <h2>Video previews</h2>
 <p class="note">First, middle and last frame of each run's first video.</p>
-{% for label, video, frames in previews %}<div class="frames"><p><b>{{ label }}</b> · <code>{{ video }}</code></p>
+{% for label, video, frames, problem in previews %}<div class="frames"><p><b>{{ label }}</b> · <code>{{ video }}</code></p>
+{% if problem %}<p class="failed">{{ problem }}</p>{% endif %}
 {% for seconds, uri in frames %}<img alt="{{ label }} at {{ seconds }} s" title="{{ seconds }} s" src="{{ uri }}">
 {% endfor %}</div>
 {% endfor %}
@@ -79,17 +81,15 @@ def png_uri(image: Image.Image) -> str:
 
 def preview_frames(video: Path) -> list[tuple[str, str]]:
     """(time in seconds, PNG data URI) of the first, middle and last frames."""
-    with imageio.get_reader(video) as reader:
-        fps = reader.get_meta_data()["fps"]
-        count = reader.count_frames()
-        picks = sorted({0, count // 2, count - 1})
-        frames = []
-        for index in picks:
-            image = Image.fromarray(reader.get_data(index))
-            scale = PREVIEW_WIDTH / image.width  # the toy's pixels stay sharp, a real video is smoothed
-            size = (PREVIEW_WIDTH, max(1, round(image.height * scale)))
-            image = image.resize(size, Image.NEAREST if scale >= 1 else Image.LANCZOS)
-            frames.append((f"{index / fps:.1f}", png_uri(image)))
+    info = probe(video)
+    picks = sorted({0, info.frame_count // 2, max(0, info.frame_count - 1)})
+    frames = []
+    for index, frame in zip(picks, read_frames(video, picks)):
+        image = Image.fromarray(frame)
+        scale = PREVIEW_WIDTH / image.width  # the toy's pixels stay sharp, a real video is smoothed
+        size = (PREVIEW_WIDTH, max(1, round(image.height * scale)))
+        image = image.resize(size, Image.NEAREST if scale >= 1 else Image.LANCZOS)
+        frames.append((f"{index / info.fps:.1f}", png_uri(image)))
     return frames
 
 
@@ -107,14 +107,22 @@ def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str
     previews = []
     for run in done.itertuples():
         video = first_video(study / run.run_dir)
-        if video is not None:
-            previews.append((run.label, video.relative_to(study).as_posix(), preview_frames(video)))
+        if video is None:
+            continue
+        try:
+            frames, problem = preview_frames(video), None
+        except (OSError, ValueError) as err:  # a truncated or unreadable video: said, not fatal
+            frames, problem = [], one_line(err, video)
+        previews.append((run.label, video.relative_to(study).as_posix(), frames, problem))
+    problems = list(zip(failed["run_dir"], failed["status"], failed.get("error", pd.Series(dtype=str))))
+    warnings = runs["warning"].dropna() if "warning" in runs else pd.Series(dtype=str)
+    problems += [(runs.at[index, "run_dir"], "warning", warning) for index, warning in warnings.items()]
     shown = runs[[c for c in RUN_COLUMNS if c in runs]]
     page = TEMPLATE.render(
         name=study.resolve().name,
         study=str(study),
         complete=len(done),
-        failed=len(failed),
+        failed=", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().items()),
         models=", ".join(map(str, done["model"].unique())),
         devices=", ".join(map(str, done["device"].unique())),
         commits=", ".join(map(str, done["commit"].unique())),
@@ -123,7 +131,7 @@ def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str
         table1=table1_html(table),
         plots=[(name, data_uri(path.read_bytes(), "image/png")) for name, path in plots.items()],
         runs=shown.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}"),
-        errors=list(zip(failed["run_dir"], failed.get("error", pd.Series(dtype=str)))),
+        errors=problems,
         previews=previews,
     )
     out.write_text(page)

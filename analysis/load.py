@@ -1,20 +1,26 @@
 """Reading a study: every run under a folder into one pandas frame, plus its per-chunk and per-clip rows.
 
-A run is a directory holding summary.json (complete) or error.json (failed); it may sit at any depth
-(Hydra sweep subdirectories, several sweeps copied together). Each configuration counts once: runs
-with the same config_hash are one row, the complete one preferred, then the newest.
+A run is a directory holding summary.json (complete), error.json (failed) or running.json (running,
+or interrupted when no live process holds its lock); it may sit at any depth (Hydra sweep
+subdirectories, several sweeps copied together). Each configuration counts once: runs with the same
+config_hash are one row, the complete one preferred, then the newest.
+
+A damaged file does not stop the report: a run whose summary.json or error.json cannot be read is a
+row with status "unreadable", and an unreadable timing.json, metrics.json or first video is the
+run's `warning`; each names the file in one line. Only a study with no usable complete run is a
+StudyError.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import imageio.v2 as imageio
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bench.runs.outputs import clip_scores, find_runs
+from bench.runs.outputs import UnreadableFile, clip_scores, read_json_object
+from bench.runs.state import MARKER, find_runs, run_state
+from bench.runs.videos import probe
 
 from .names import METHODS
 
@@ -22,6 +28,8 @@ from .names import METHODS
 SETTINGS_PREFIX = "policy."
 SETTINGS_EXTRA = ("seed",)
 SETTINGS_IGNORED = ("policy.name", "policy.chunk")
+# What a complete run's summary.json must hold for its row to be read.
+SUMMARY_FIELDS = ("status", "config_hash", "policy", "seconds", "num_latent_frames", "latent_frames_per_s")
 
 
 class StudyError(Exception):
@@ -37,33 +45,71 @@ def video_fps(run_dir: Path) -> float | None:
     video = first_video(run_dir)
     if video is None:
         return None
-    with imageio.get_reader(video) as reader:
-        return float(reader.get_meta_data()["fps"])
+    return probe(video).fps
+
+
+def state_row(run_dir: Path, state: str) -> tuple[dict, Path]:
+    """The row a run's own record gives (summary.json, error.json or running.json) and that file."""
+    if state == "complete":
+        path = run_dir / "summary.json"
+        return read_json_object(path, SUMMARY_FIELDS), path
+    if state == "failed":
+        path = run_dir / "error.json"
+        error = read_json_object(path)
+        return {"status": "failed", "error": str(error.get("error") or ""), "config_hash": error.get("config_hash")}, path
+    path = run_dir / MARKER
+    marker = read_json_object(path)
+    note = f"{state}: started {marker.get('started')} by pid {marker.get('pid')} on {marker.get('host')}, no result"
+    return {"status": state, "error": note, "config_hash": marker.get("config_hash")}, path
+
+
+def one_line(err: Exception, path: Path) -> str:
+    """An error's first line, naming `path`."""
+    message = (str(err).splitlines() or [type(err).__name__])[0]
+    return message if str(path) in message else f"cannot read {path}: {message}"
+
+
+def read_optional(path: Path, warnings: list[str]) -> dict:
+    """The JSON object in `path`; {} if there is none, or if it cannot be read (said in `warnings`)."""
+    try:
+        return read_json_object(path) if path.exists() else {}
+    except UnreadableFile as err:
+        warnings.append(str(err))
+        return {}
 
 
 def read_run(run_dir: Path, study: Path) -> dict:
-    """One row: summary.json's fields (or error.json's for a failed run) plus timing sections."""
-    summary_path, error_path = run_dir / "summary.json", run_dir / "error.json"
-    if summary_path.exists():
-        row, stamp = json.loads(summary_path.read_text()), summary_path.stat().st_mtime
-        fps = video_fps(run_dir)
+    """One row: summary.json's fields (or the state of a run without one) plus timing sections and the
+    frame rate of the first video."""
+    state = run_state(run_dir)
+    try:
+        row, record = state_row(run_dir, state)
+        stamp = record.stat().st_mtime
+    except UnreadableFile as err:
+        row, stamp = {"status": "unreadable", "error": str(err), "config_hash": None}, run_dir.stat().st_mtime
+    warnings = []
+    if row["status"] == "complete":
+        video = first_video(run_dir)
+        try:
+            fps = video_fps(run_dir)
+        except (OSError, ValueError) as err:  # a truncated or unreadable video: the row stays, without fps
+            warnings.append(one_line(err, video))
+            fps = None
         if fps is not None:
             # decoded video frames per second of generation: latent frames/s x video frames per latent frame
             row["fps"] = row["latent_frames_per_s"] * fps * row["seconds"] / row["num_latent_frames"]
+        timing = read_optional(run_dir / "timing.json", warnings)
+        row |= {f"time.{section}_s": seconds for section, seconds in timing.get("sections_s", {}).items()}
+        read_optional(run_dir / "metrics.json", warnings)  # checked here; load_clips reads its per-clip rows
     else:
-        error = json.loads(error_path.read_text())
-        row = {"status": "failed", "error": error.get("error", ""), "config_hash": error.get("config_hash")}
-        stamp = error_path.stat().st_mtime
         config = run_dir / ".hydra" / "config.yaml"
         if config.exists():
             row["policy"] = OmegaConf.select(OmegaConf.load(config), "policy.name")
+    if warnings:
+        row["warning"] = "; ".join(warnings)
     overrides = run_dir / ".hydra" / "overrides.yaml"
     if overrides.exists():
         row["overrides"] = ",".join(OmegaConf.load(overrides))
-    timing = run_dir / "timing.json"
-    if row["status"] == "complete" and timing.exists():
-        sections = json.loads(timing.read_text()).get("sections_s", {})
-        row |= {f"time.{name}_s": seconds for name, seconds in sections.items()}
     row["run_dir"] = run_dir.relative_to(study).as_posix()
     row["finished_at"] = pd.Timestamp(stamp, unit="s")
     return row
@@ -112,8 +158,9 @@ def load_study(study: Path | str) -> pd.DataFrame:
     order = [c for c in ("seconds", "policy", "policy.sink", "policy.history", "policy.tail", "run_dir") if c in frame]
     frame = frame[~identity.duplicated(keep="last")].sort_values(order).reset_index(drop=True)
     if not frame["status"].eq("complete").any():
+        counts = ", ".join(f"{n} {status}" for status, n in frame["status"].value_counts().items())
         first = frame["error"].iloc[0].splitlines()[0] if frame["error"].iloc[0] else "no message"
-        raise StudyError(f"no complete runs under {study}: {len(frame)} failed (first error: {first})")
+        raise StudyError(f"no complete runs under {study}: {counts} (first error: {first})")
     return add_labels(frame)
 
 
@@ -122,9 +169,12 @@ def _per_run(frame: pd.DataFrame, study: Path, name: str, read) -> pd.DataFrame:
     parts = []
     for run in frame[frame["status"] == "complete"].itertuples():
         path = study / run.run_dir / name
-        if path.exists():
-            rows = read(json.loads(path.read_text()))
-            parts.append(rows.assign(run_dir=run.run_dir, policy=run.policy, label=run.label))
+        try:
+            content = read_json_object(path) if path.exists() else None
+        except UnreadableFile:  # already the run's `warning`
+            continue
+        if content is not None:
+            parts.append(read(content).assign(run_dir=run.run_dir, policy=run.policy, label=run.label))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -142,7 +192,10 @@ def load_attention(study: Path) -> pd.DataFrame:
     """Every attention microbenchmark (`python -m bench.perf.attention`'s attention.json) under the study."""
     parts = []
     for path in sorted(study.rglob("attention.json")):
-        data = json.loads(path.read_text())
+        try:
+            data = read_json_object(path)
+        except UnreadableFile as err:
+            raise StudyError(str(err)) from None
         rows = pd.DataFrame({k: data[k] for k in ("frames", "kernel_ms", "self_attn_ms") if k in data})
         source = path.parent.relative_to(study).as_posix()
         parts.append(rows.assign(device=data.get("device", "unknown device"), source=source))

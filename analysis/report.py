@@ -12,8 +12,13 @@ from .load import StudyError, load_attention, load_chunks, load_clips, load_stud
 
 
 def report(study: Path, out: Path | None = None) -> dict[str, Path]:
-    """Write every output of the report; returns their paths by name."""
+    """Write every output of the report; returns their paths by name. A run that cannot be read, or a
+    damaged file of a complete run, is one `warning:` line on stderr (and listed in report.html)."""
     runs = load_study(study)
+    unreadable = runs.loc[runs["status"] == "unreadable", "error"] if "error" in runs else []
+    damaged = runs["warning"].dropna() if "warning" in runs else []
+    for message in [*unreadable, *damaged]:
+        print(f"warning: {message}", file=sys.stderr)
     out = out or study
     out.mkdir(parents=True, exist_ok=True)
     table = tables.table1(runs)

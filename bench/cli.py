@@ -1,12 +1,98 @@
-"""What every Hydra app of the harness shares: building config nodes with one-line errors."""
+"""What every Hydra app of the harness shares: one-line errors for bad input, and building config nodes.
+
+`@hydra_app("config")` replaces `@hydra.main(...)` (as lightning-hydra-template's `task_wrapper`):
+a ConfigError, a missing file, a Hydra composition or override error or an OmegaConf interpolation
+error, raised while Hydra composes the config or by the app after its own clean-up (error.json), is
+printed as `error: <one line>` on stderr and the process exits with status 2. Any other exception is
+a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-from hydra.errors import InstantiationException
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import hydra
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+    SearchPathException,
+)
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from memory_policies import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+MAX_LINE = 300  # characters of an error line, "error: " excluded
+OVERRIDE_GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+
+USER_ERRORS = (
+    ConfigError,
+    FileNotFoundError,
+    OmegaConfBaseException,
+    ConfigCompositionException,
+    OverrideParseException,
+    SearchPathException,
+)
+"""Exceptions that are bad input, not bugs: each becomes one line naming what to fix."""
+
+T = TypeVar("T")
+
+
+def describe(err: BaseException) -> str:
+    """The one line (at most MAX_LINE characters) that tells the user what was wrong."""
+    if isinstance(err, MissingMandatoryValue):
+        line = f"{err.full_key} is required: give {err.full_key}=<value>"
+    elif isinstance(err, OmegaConfBaseException):
+        message = (err.msg or str(err)).splitlines()[0]
+        # "KeyError raised while resolving interpolation: "Environment variable 'X' not found"" -> the quoted part
+        message = re.sub(r'^\w+ raised while resolving interpolation: "?(.*?)"?$', r"\1", message)
+        line = f"{err.full_key}: {message}" if err.full_key else message
+    elif isinstance(err, OverrideParseException):
+        line = f"cannot parse the override {err.override!r} (see {OVERRIDE_GRAMMAR})"
+    elif isinstance(err, MissingConfigException) and err.options:
+        line = f"{str(err).splitlines()[0]}; the options are: {', '.join(err.options)}"
+    else:  # Hydra's reports end with a documentation link and the search path; the first lines say it
+        lines = [line.strip() for line in str(err).splitlines()]
+        kept = [line for line in lines[:2] if line and not line.startswith("See https://")]
+        line = " ".join(kept) or type(err).__name__
+    line = " ".join(line.split())
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "..."
+
+
+def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callable[[], T | None]]:
+    """`hydra.main` on `conf/<config_name>.yaml`, bad input reported as one line and exit status 2."""
+
+    def decorate(task: Callable[[DictConfig], T]) -> Callable[[], T | None]:
+        app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(task)
+
+        @functools.wraps(task)
+        def main() -> T | None:
+            previous = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
+            try:
+                return app()
+            except USER_ERRORS as err:
+                print(f"error: {describe(err)}", file=sys.stderr)
+                raise SystemExit(2) from None
+            finally:
+                if previous is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = previous
+
+        return main
+
+    return decorate
 
 
 def instantiate_checked(node: DictConfig):

@@ -8,37 +8,53 @@ next to its videos/ folder, is left alone).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from bench.cli import hydra_app
 from bench.evaluation import evaluate_videos, summary_fields
-from bench.evaluation.video import list_videos
+from bench.runs.videos import list_videos
 from memory_policies import ConfigError
 
+FIELDS = ("eval", "videos_dir", "output")
 
-def run(cfg: DictConfig) -> Path:
-    if cfg.eval.name == "none":
-        raise ConfigError("eval=none scores nothing; choose eval=offline or eval=vbench")
-    videos = list_videos(Path(cfg.videos_dir))
+
+def output_path(cfg: DictConfig) -> Path:
+    """Where metrics.json goes: `output`, or `<videos_dir>/metrics.json`; a folder is refused."""
+    if cfg.output is not None and (not isinstance(cfg.output, str) or not cfg.output.strip()):
+        raise ConfigError(f"output must be null or the path of the metrics.json to write, got {cfg.output!r:.60}")
     out = Path(cfg.output).expanduser() if cfg.output else Path(cfg.videos_dir).expanduser() / "metrics.json"
-    metrics = evaluate_videos(cfg.eval, videos, out)
-    for key, value in summary_fields(metrics).items():
-        if not key.endswith((".backbone", ".exact")):
-            backbone = metrics["dimensions"].get(key, {}).get("backbone")
-            print(f"{key:24s} {'-' if value is None else f'{value:.4f}'}" + (f"   [{backbone}]" if backbone else ""))
+    if out.is_dir():
+        raise ConfigError(f"output: {out} is a directory; give the path of the metrics.json file to write")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"output: {out.parent} is not a directory, so {out.name} cannot be written there")
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def run(cfg: DictConfig) -> Path:
+    unknown = [key for key in cfg if key not in FIELDS]
+    if unknown:
+        raise ConfigError(f"{unknown[0]} is not a field of bench.evaluate (known: {', '.join(FIELDS)})")
+    if OmegaConf.is_missing(cfg, "videos_dir") or not isinstance(cfg.videos_dir, str) or not cfg.videos_dir.strip():
+        given = "nothing" if OmegaConf.is_missing(cfg, "videos_dir") else repr(cfg.videos_dir)[:60]
+        raise ConfigError(f"videos_dir must be the folder of .mp4 files to score (videos_dir=<dir>), got {given}")
+    if cfg.eval.name == "none":
+        raise ConfigError("eval=none scores nothing; choose eval=offline or eval=vbench")
+    out = output_path(cfg)
+    videos = list_videos(Path(cfg.videos_dir))
+    metrics = evaluate_videos(cfg.eval, videos, out)
+    for key, value in summary_fields(metrics).items():
+        if not key.endswith((".backbone", ".exact")):
+            entry = metrics["dimensions"].get(key, {})
+            why = entry.get("backbone") or entry.get("reason")  # what scored it, or why nothing did
+            print(f"{key:24s} {'-' if value is None else f'{value:.4f}'}" + (f"   [{why}]" if why else ""))
+    return out
+
+
+@hydra_app("evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        out = run(cfg)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    out = run(cfg)
     print(f"metrics.json: {out}")
 
 

@@ -1,8 +1,11 @@
 """The main job: `python -m bench.run [overrides]` generates, evaluates and times one configuration.
 
 Writes into the Hydra run directory: videos/*.mp4, plan_trace.jsonl, metrics.json (unless
-eval=none), timing.json and, last and atomically, summary.json (one flat row for analysis).
-A run that fails leaves error.json and no summary.json, so it never looks complete.
+eval=none), timing.json and, last and atomically, once the logger has succeeded, summary.json (one
+flat row for analysis). Nothing looks complete unless it is: a run holds the folder's lock for its
+life (a second live run into it is refused), removes an earlier run's results before it writes,
+marks the folder running.json while it works (left behind, it says "interrupted"), and a run that
+fails anywhere leaves error.json and no summary.json. See bench/runs/state.py.
 """
 
 from __future__ import annotations
@@ -14,42 +17,61 @@ import time
 import traceback
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bench.cli import instantiate_checked
+from bench.cli import describe, hydra_app, instantiate_checked
 from bench.generation.sampler import ARSampler
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
 from bench.prompts import load_prompts
 from bench.runs.loggers import LocalLogger, RunLogger, make_logger
-from bench.runs.outputs import atomic_write_json, provenance, video_name, write_video
+from bench.runs.outputs import (
+    OutputError,
+    atomic_write_json,
+    provenance,
+    video_name,
+    writing,
+)
+from bench.runs.state import claimed, clear_results, mark_running, unmark
 from bench.runs.study import completed_summary, in_study
+from bench.runs.videos import write_video
+from bench.schema import validate
 from memory_policies import ConfigError
 
 SECONDS_PER_LATENT_FRAME = 0.25
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Identity of a run's configuration (logging choices excluded): same hash, same results."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("logger", None)
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Identity of what a run computes: same hash, same results. The resolved config with the prompts as
+    loaded (a prompts file is its lines) and each `_target_` cut to its class name (where a class lives
+    is not what a run means: moving it keeps every finished run); the logger is left out."""
+    meaning = OmegaConf.to_container(cfg, resolve=True)
+    meaning.pop("logger", None)
+    meaning["prompts"] = load_prompts(cfg.prompts)
+    text = json.dumps(without_import_paths(meaning), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def without_import_paths(node: object) -> object:
+    """`_target_: a.b.Class` becomes `Class`, at any depth."""
+    if isinstance(node, dict):
+        return {
+            key: value.rpartition(".")[2] if key == "_target_" and isinstance(value, str) else without_import_paths(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [without_import_paths(value) for value in node]
+    return node
 
 
 def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
     """Instantiate and check everything that can be checked before a model is loaded."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
-    if isinstance(cfg.batch_size, bool) or not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {cfg.batch_size!r}")
+    validate(cfg)  # every field on its own (bench/schema.py); what relates fields is checked as objects are built
     policy = instantiate_checked(cfg.policy)
     sampler = instantiate_checked(cfg.sampler)
-    if isinstance(cfg.num_latent_frames, bool) or not isinstance(cfg.num_latent_frames, int):
-        raise ConfigError(f"num_latent_frames must be an integer, got {cfg.num_latent_frames!r}")
     sampler.check(policy, cfg.num_latent_frames)
     if cfg.eval.name != "none":
         from bench.evaluation import check_config
@@ -63,10 +85,12 @@ def generate_all(
 ) -> list[Path]:
     videos, trace_path = [], run_dir / "plan_trace.jsonl"
     text_all = backend.encode_text(prompts)
-    with open(trace_path, "w") as trace_file:
+    with writing(trace_path), open(trace_path, "w") as trace_file:
         for first in tqdm(range(0, len(prompts), cfg.batch_size), desc="videos", unit="batch"):
             batch = list(range(first, min(first + cfg.batch_size, len(prompts))))
-            generator = torch.Generator(device=backend.device).manual_seed(cfg.seed + first)
+            # Video v's noise is its own stream, seeded seed + v: batch_size changes speed, not videos (the
+            # plan is shared, see docs/studies.md), and batch_size=1 draws exactly what earlier versions did.
+            generators = [torch.Generator(device=backend.device).manual_seed(cfg.seed + v) for v in batch]
 
             def trace(chunk: int, t: int, plan) -> None:
                 for v in batch:
@@ -74,24 +98,25 @@ def generate_all(
                     trace_file.write(json.dumps(row) + "\n")
 
             latents, _ = sampler.generate(
-                backend, policy, text_all[batch[0] : batch[-1] + 1], cfg.num_latent_frames, generator,
+                backend, policy, text_all[batch[0] : batch[-1] + 1], cfg.num_latent_frames, generators,
                 trace=trace, profiler=profiler, progress=f"video {first + 1}/{len(prompts)}",
             )
             with profiler.section("decode"):
                 frames = backend.decode(latents)
             for row, v in enumerate(batch):
                 path = run_dir / "videos" / video_name(v, prompts[v])
-                write_video(path, frames[row], backend.fps)
+                with writing(path):
+                    write_video(path, frames[row], backend.fps)
                 videos.append(path)
     return videos
 
 
 def execute(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one configuration into `run_dir`; returns the summary row."""
+    """Generate, evaluate and time one configuration into `run_dir`; returns the summary row (which
+    `run_in_folder` writes as summary.json once the logger has succeeded)."""
     policy, sampler, prompts = build(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").unlink(missing_ok=True)
-    (run_dir / "error.json").unlink(missing_ok=True)
+    with writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     backend: Backend = instantiate_checked(cfg.model.backend)
     profiler = Profiler(backend.device)
@@ -146,38 +171,74 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "commit": prov["commit"],
         "device": prov["device"],
     }
-    atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+ONE_LINE_ERRORS = (ConfigError, FileNotFoundError)  # bad input: its message is the whole story
+
+
+def run_in_folder(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one configuration into `run_dir` so that nothing looks complete unless it is; returns the
+    summary (an earlier complete run of the same config_hash is kept and returned as it is).
+
+    Raises FolderBusy (nothing touched) while another live run writes the folder; any other failure
+    leaves error.json (if the folder takes it), no summary.json, and is raised again."""
+    with claimed(run_dir):
+        logger: RunLogger = LocalLogger()
+        identity = None
+        try:
+            validate(cfg)  # every field, before the logger or anything else is made
+            identity = config_hash(cfg)
+            if (done := completed_summary(run_dir, identity)) is not None:
+                print(f"skipped, already complete with the same config ({identity}): {run_dir}")
+                return done
+            clear_results(run_dir)
+            mark_running(run_dir, identity)
+            logger = make_logger(cfg, run_dir)
+            summary = execute(cfg, run_dir)
+            logger.finished(summary)
+            atomic_write_json(run_dir / "summary.json", summary)
+        except Exception as err:
+            if identity is None:  # failed before the skip check: nothing of this run is there yet
+                clear_results(run_dir)
+            record_failure(run_dir, err, identity, logger)
+            raise
+        unmark(run_dir)
+        return summary
+
+
+def record_failure(run_dir: Path, err: Exception, identity: str | None, logger: RunLogger) -> None:
+    """Tell the logger, then write error.json and drop the running marker; a logger that fails too is
+    recorded in error.json, a folder that takes no file is left to the raised error's one line."""
+    record = {"error": str(err), "type": type(err).__name__, "config_hash": identity}
+    if not isinstance(err, ONE_LINE_ERRORS):
+        record["traceback"] = traceback.format_exc()
+    try:
+        logger.failed(err)
+    except Exception as logger_err:  # noqa: BLE001 - whatever the logger raises, the run's own error comes first
+        record["logger_error"] = f"{type(logger_err).__name__}: {logger_err}"
+    try:
+        atomic_write_json(run_dir / "error.json", record)
+        unmark(run_dir)
+    except OutputError:
+        pass
+
+
+@hydra_app("config")
 def main(cfg: DictConfig) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    identity = config_hash(cfg)
-    if (done := completed_summary(run_dir, identity)) is not None:
-        print(f"skipped, already complete with the same config ({identity}): {run_dir}")
-        return done
-    logger: RunLogger = LocalLogger()
     try:
-        logger = make_logger(cfg, run_dir)
-        summary = execute(cfg, run_dir)
-    except (ConfigError, FileNotFoundError) as err:
-        atomic_write_json(run_dir / "error.json", {"error": str(err), "type": type(err).__name__, "config_hash": identity})
-        logger.failed(err)
-        print(f"error: {err}", file=sys.stderr)
+        summary = run_in_folder(cfg, run_dir)
+    except ONE_LINE_ERRORS as err:
+        print(f"error: {describe(err)}", file=sys.stderr)
         if in_study():  # the study goes on; error.json records this run
             return None
         raise SystemExit(2) from None
     except Exception as err:
-        atomic_write_json(
-            run_dir / "error.json", {"error": str(err), "traceback": traceback.format_exc(), "config_hash": identity}
-        )
-        logger.failed(err)
         if in_study():
             print(f"error: {type(err).__name__}: {err} (traceback in {run_dir / 'error.json'})", file=sys.stderr)
             return None
         raise
-    logger.finished(summary)
     print(f"run directory: {run_dir}")
     print(f"videos: {run_dir / 'videos'}  ({summary['num_videos']} x {summary['seconds']:.0f} s)")
     for key in ("metrics.json", "timing.json", "summary.json", "plan_trace.jsonl"):

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from functools import partial
+from typing import ClassVar, Sequence
 
-from .plan import ConfigError, Plan, ReservoirView, check_int, current_chunk
+from .plan import (
+    MAX_MEMORY_FRAMES,
+    Check,
+    ConfigError,
+    Plan,
+    ReservoirView,
+    check_int,
+    check_text,
+    current_chunk,
+)
 
 
 @dataclass
@@ -16,14 +26,18 @@ class DensePolicy:
     chunk: int = 3
     name: str = "dense"
 
+    # The type and range of each field, checked here and, before anything is built, by bench.schema.
+    FIELDS: ClassVar[dict[str, Check]] = {
+        "window": partial(check_int, low=1, high=MAX_MEMORY_FRAMES, nullable=True),
+        "chunk": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
+        "name": check_text,
+    }
+
     def __post_init__(self) -> None:
-        check_int("policy.chunk", self.chunk, 1)
-        if self.window is not None:
-            check_int("policy.window", self.window, 1)
-            if self.window < self.chunk:
-                raise ConfigError(
-                    f"policy.window must be >= the chunk ({self.chunk} latent frames), got {self.window}"
-                )
+        for key, check in self.FIELDS.items():
+            check(f"policy.{key}", getattr(self, key))
+        if self.window is not None and self.window < self.chunk:
+            raise ConfigError(f"policy.window must be >= the chunk ({self.chunk} latent frames), got {self.window}")
 
     def _memory(self) -> int | None:
         return None if self.window is None else self.window - self.chunk

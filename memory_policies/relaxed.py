@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from functools import partial
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from .plan import ConfigError, Plan, ReservoirView, check_choice, check_int, current_chunk
+from .plan import (
+    MAX_MEMORY_FRAMES,
+    Check,
+    ConfigError,
+    Plan,
+    ReservoirView,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_text,
+    current_chunk,
+)
+
+FRAMES = partial(check_int, low=0, high=MAX_MEMORY_FRAMES)
 
 
 @dataclass(frozen=True)
@@ -52,16 +67,25 @@ class RelaxedPolicy:
     chunk: int = 3
     name: str = "relaxed"
 
+    # The type and range of each field, checked here and, before anything is built, by bench.schema.
+    FIELDS: ClassVar[dict[str, Check]] = {
+        "sink": FRAMES,
+        "history": FRAMES,
+        "tail": FRAMES,
+        "candidates": FRAMES,
+        "lam": partial(check_number, low=-1000.0, high=1000.0),
+        "reservoir": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
+        "rope": partial(check_choice, allowed=("hybrid", "contiguous")),
+        "warmup": check_bool,
+        "selection": partial(check_choice, allowed=("scored", "fixed")),
+        "store": partial(check_choice, allowed=("release", "attendable")),
+        "chunk": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
+        "name": check_text,
+    }
+
     def __post_init__(self) -> None:
-        for field_name in ("sink", "history", "tail", "candidates"):
-            check_int(f"policy.{field_name}", getattr(self, field_name), 0)
-        check_int("policy.chunk", self.chunk, 1)
-        check_int("policy.reservoir", self.reservoir, 1)
-        check_choice("policy.rope", self.rope, ("hybrid", "contiguous"))
-        check_choice("policy.selection", self.selection, ("scored", "fixed"))
-        check_choice("policy.store", self.store, ("release", "attendable"))
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam):
-            raise ConfigError(f"policy.lam must be a finite number, got {self.lam!r}")
+        for key, check in self.FIELDS.items():
+            check(f"policy.{key}", getattr(self, key))
         if self.history > self.candidates:
             raise ConfigError(
                 f"policy.history must be <= policy.candidates ({self.candidates}), got {self.history}"
@@ -75,9 +99,16 @@ class RelaxedPolicy:
     # -- id arithmetic -------------------------------------------------------------------------
 
     def max_frames(self) -> int:
-        """Peak frames held, the chunk being written included; reached by the steady state."""
+        """Peak frames held, the chunk being written included; reached by the steady state.
+
+        Computed from one layout per chunk of the first two buffers' worth of frames (the same
+        horizon a simulation of `retain` needs), so its cost grows with `reservoir` squared at most.
+        """
+        if self.store == "release":  # the buffer fills up to its steady size and stays there
+            return max(self.reservoir - self.chunk, self.sink) + self.chunk
         horizon = range(0, 2 * self.reservoir + 2 * self.chunk, self.chunk)
-        return max(len(self.retain(range(t), t)) for t in horizon) + self.chunk
+        oldest = self._oldest_needed_each(horizon)
+        return max(min(self.sink, t) + max(0, t - max(oldest[t], self.sink)) for t in horizon) + self.chunk
 
     def layout(self, t: int) -> Layout:
         # The release writes (and evicts for) the chunk before it selects: `reservoir - chunk`
@@ -104,6 +135,10 @@ class RelaxedPolicy:
         offsets = np.unique(np.linspace(start, m - 1, count + 1).astype(int))[:-1]
         return tuple(middle[o] for o in offsets)
 
+    def _oldest_referenced(self, t: int) -> int:
+        """Oldest non-sink frame the plan of `t` may reference (`t` when none)."""
+        return min((f for f in self.layout(t).referenced() if f >= self.sink), default=t)
+
     def _oldest_needed(self, t: int) -> int:
         """Oldest non-sink frame the plan of `t` or any later plan can reference.
 
@@ -113,10 +148,18 @@ class RelaxedPolicy:
         then on each layout is the previous one shifted by a chunk, so later plans only move on.
         """
         full = self.reservoir - self.chunk  # the first t whose buffer starts at t - room
-        return min(
-            min((f for f in self.layout(u).referenced() if f >= self.sink), default=u)
-            for u in range(t, max(t, full) + self.chunk, self.chunk)
-        )
+        return min(self._oldest_referenced(u) for u in range(t, max(t, full) + self.chunk, self.chunk))
+
+    def _oldest_needed_each(self, ts: range) -> dict[int, int]:
+        """`_oldest_needed(t)` for every t of the chunk grid `ts` (from 0), from one layout per chunk."""
+        full = self.reservoir - self.chunk
+        grid = range(0, max(ts.stop, full + self.chunk), self.chunk)
+        oldest, later = {}, math.inf
+        for t in reversed(grid):  # before full + chunk: the least over this and every later layout
+            here = self._oldest_referenced(t)
+            later = min(later, here) if t < full + self.chunk else math.inf
+            oldest[t] = int(min(later, here))
+        return {t: oldest[t] for t in ts}
 
     def retain(self, frames: Sequence[int], t: int) -> list[int]:
         if self.store == "release":

@@ -6,11 +6,15 @@ import copy
 
 import pytest
 import torch
+from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 from bench.generation.reservoir import KVReservoir
+from bench.generation.sampler import select
 from bench.generation.wan_attention import AttentionState, rope_tables
-from memory_policies import DensePolicy, RelaxedPolicy
+from bench.perf.profiler import Profiler
+from bench.toy.model import DIT_CONFIG, ToyTextEncoder, toy_backend
+from memory_policies import DensePolicy, Plan, RelaxedPolicy
 
 TOKENS = 64  # 32x32 frames, patch 4
 
@@ -51,15 +55,15 @@ def test_single_chunk_with_empty_reservoir_equals_stock_forward(random_toy):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def stream_clean_passes(backend, policy, clean, text):
+def stream_clean_passes(backend, policy, clean, text, reservoir=None):
     """Clean passes chunk by chunk through policy + reservoir; returns outputs and the plans."""
     cfg = backend.dit.config
-    reservoir = KVReservoir(cfg.num_layers, clean.shape[0], TOKENS, cfg.num_attention_heads,
-                            cfg.attention_head_dim, policy.max_frames())
+    if reservoir is None:
+        reservoir = KVReservoir(cfg.num_layers, clean.shape[0], TOKENS, cfg.num_attention_heads,
+                                cfg.attention_head_dim, policy.max_frames())
     outputs, plans = [], []
     for t in range(0, clean.shape[2], 3):
-        reservoir.keep(policy.retain(reservoir.frames, t))
-        plan = policy.plan(t, reservoir.view())
+        plan = select(policy, reservoir, t, Profiler(enabled=False))
         frames = list(range(t, t + 3))
         reservoir.allocate(frames)
         state = AttentionState(plan.current_positions, plan.frames, plan.positions, reservoir, write_frames=frames)
@@ -127,3 +131,70 @@ def test_shifting_every_temporal_position_changes_nothing(random_toy):
                                [p + shift for p in plan.positions], reservoir)
         outs.append(random_toy.dit(clean[:, :, 6:9], torch.full((1,), 500.0), text, state))
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-4)
+
+
+# -- hybrid RoPE against a full-sequence forward of diffusers' own model ------------------------
+
+
+@pytest.fixture
+def one_layer_toy():
+    """With one layer, a frame's K/V depend on that frame's input alone (patch embedding, norms and
+    projections act per token), so a memory frame's reservoir entry can be rebuilt anywhere."""
+    torch.manual_seed(3)
+    dit = WanTransformer3DModel(**{**DIT_CONFIG, "num_layers": 1})
+    with torch.no_grad():  # sharper attention than at init, so that where a frame sits shows in the output
+        for norm in (dit.blocks[0].attn1.norm_q, dit.blocks[0].attn1.norm_k):
+            norm.weight.mul_(3)
+    return toy_backend(dit, ToyTextEncoder())
+
+
+def full_sequence_reference(backend, plan, clean, x, sigma, text, memory_positions=None):
+    """diffusers' stock forward over one sequence whose frame at position p is the input planned at p.
+
+    Memory frames are their clean inputs at timestep 0 (as the clean pass wrote them), the chunk is `x`
+    at `sigma`; other positions hold zeros. The mask lets the chunk's queries see the planned frames
+    and itself, every other frame only itself. Returns the chunk's outputs.
+    """
+    positions = memory_positions or [pos for _, pos in plan.attended]
+    current = plan.current_positions
+    length = max(positions + current) + 1
+    seq = torch.zeros(1, 3, length, 32, 32)
+    timestep = torch.zeros(length)
+    for (frame, _), pos in zip(plan.attended, positions):
+        seq[:, :, pos] = clean[:, :, frame]
+    for j, pos in enumerate(current):
+        seq[:, :, pos], timestep[pos] = x[:, :, j], sigma
+    frames = torch.eye(length, dtype=torch.bool)
+    for row in current:
+        frames[row, positions + current] = True
+    mask = frames.repeat_interleave(TOKENS, 0).repeat_interleave(TOKENS, 1)
+    ref = stock_copy(backend, mask)
+    out = ref(seq, timestep.repeat_interleave(TOKENS)[None], text, return_dict=False)[0]
+    return out[:, :, current]
+
+
+@pytest.mark.parametrize("plan_of", ["relaxed-hybrid", "hand-placed"])
+@torch.no_grad()
+def test_hybrid_positions_equal_a_full_sequence_with_the_frames_placed_there(one_layer_toy, plan_of):
+    backend = one_layer_toy
+    torch.manual_seed(4)
+    clean, x = torch.randn(1, 3, 12, 32, 32), torch.randn(1, 3, 3, 32, 32)
+    text = backend.encode_text(["a yellow circle moving fast"])
+    cfg = backend.dit.config
+    reservoir = KVReservoir(1, 1, TOKENS, cfg.num_attention_heads, cfg.attention_head_dim, None)
+    if plan_of == "relaxed-hybrid":
+        policy = RelaxedPolicy()  # 2 sinks + 1 scored history + 1 tail, packed before the tail
+        stream_clean_passes(backend, policy, clean, text, reservoir)
+        plan = select(policy, reservoir, 12, Profiler(enabled=False))
+        assert [pos for _, pos in plan.attended] == [8, 9, 10, 11] and plan.attended[0] == (0, 8)
+    else:  # out of order, with gaps, one frame moved past a later one
+        stream_clean_passes(backend, DensePolicy(window=None), clean, text, reservoir)
+        plan = Plan(attended=((7, 2), (1, 5), (10, 6), (4, 9)), current=((12, 12), (13, 13), (14, 14)))
+    state = AttentionState(plan.current_positions, plan.frames, plan.positions, reservoir)
+    planned = backend.dit(x, torch.full((1,), 700.0), text, state)
+
+    expected = full_sequence_reference(backend, plan, clean, x, 700.0, text)
+    torch.testing.assert_close(planned, expected, rtol=1e-5, atol=1e-5)
+    # the reference can tell positions apart: the same frames at their absolute positions differ
+    absolute = full_sequence_reference(backend, plan, clean, x, 700.0, text, plan.frames)
+    assert (absolute - expected).abs().max() > 1000 * 1e-5

@@ -12,6 +12,7 @@ from bench.generation.wan_attention import AttentionState, PlannedWan
 from bench.models.execution import (
     KernelPinnedWan,
     cast_for_inference,
+    check_device,
     resolve_device,
     resolve_dtype,
     sdpa_backends,
@@ -30,11 +31,22 @@ def test_auto_means_cuda_and_bf16_when_there_is_a_gpu_else_cpu_and_float32():
     assert resolve_device("cpu") == CPU
     with pytest.raises(ConfigError, match="model.backend.dtype must be one of auto, bfloat16, float16, float32"):
         resolve_dtype("fp8", CPU)
-    with pytest.raises(ConfigError, match="model.backend.device must be auto, cpu, cuda or cuda:N"):
+    with pytest.raises(ConfigError, match="model.backend.device must be one of auto, cpu, cuda or cuda:N"):
         resolve_device("tpu:0")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available here"):
             resolve_device("cuda")
+
+
+def test_an_explicit_cuda_device_must_exist_here(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("auto") == CUDA
+    with pytest.raises(ConfigError, match=r"^model.backend.device=cuda:2 but this machine has 2 CUDA device\(s\)"):
+        resolve_device("cuda:2")
+    with pytest.raises(ConfigError, match="^eval.device must be one of cpu, cuda or cuda:N; got 'auto'$"):
+        check_device("eval.device", "auto", auto=False)
 
 
 def test_flash_attention_comes_first_on_cuda_in_half_precision_only():

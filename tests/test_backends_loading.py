@@ -31,8 +31,9 @@ from wan_standins import (
 )
 
 from bench.generation.wan_attention import AttentionState
+from bench.models.backend import to_uint8
 from bench.models.checkpoints import RELEASES
-from bench.models.vae import decode_video, load_vae, to_uint8
+from bench.models.vae import decode_video, load_vae
 from bench.models.wan import architecture_of, load_wan
 from memory_policies import ConfigError
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import bench.evaluation.backbones.dino
 from bench.evaluation import evaluate_videos
 from bench.evaluation.backbones.amt import AMTS
 from bench.evaluation.backbones.clip import VisionTransformer
-from bench.evaluation.backbones.dino import DinoViT
+from bench.evaluation.backbones.dino import DinoFeatures, DinoViT
 from bench.evaluation.backbones.musiq import MUSIQ
 from bench.evaluation.backbones.raft import RAFT
 from bench.evaluation.consistency import first_previous_similarity, fuse, map_fast_score
 from bench.evaluation.mapping_tables import SUBJECT_MAPPING
-from bench.evaluation.video import list_videos
-from bench.runs.outputs import write_video
+from bench.runs.videos import list_videos, write_video
 from memory_policies import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,20 +103,41 @@ def test_exact_backbones_load_from_vbench_layout(tmp_path, weights_dir, still_vi
     assert dims["subject_consistency"]["fusion"].startswith("off (fast backbone dinov2")
 
 
-def test_slow_fast_fusion_with_dino_as_fast_backbone(tmp_path, weights_dir, still_video):
-    metrics = evaluate_videos(
-        cfg(dimensions=["subject_consistency"], weights_dir=str(weights_dir), **{"fusion.subject_consistency": "dino"}),
-        [still_video],
-        tmp_path / "m.json",
+class AngleFeatures(DinoFeatures):
+    """DINO's place with features known by hand: a flat grey frame of level v is the unit vector at
+    v degrees (v rounded to a multiple of 30, which absorbs H.264's +-1 on flat grey)."""
+
+    def __init__(self, path, device="cpu") -> None:
+        pass
+
+    def features(self, frames: np.ndarray) -> torch.Tensor:
+        angles = np.deg2rad(np.round(frames.mean(axis=(1, 2, 3)) / 30) * 30)
+        return torch.from_numpy(np.stack([np.cos(angles), np.sin(angles)], axis=1))
+
+
+def test_slow_fast_fusion_weights_and_mapping_by_hand(tmp_path, weights_dir, monkeypatch):
+    monkeypatch.setattr(bench.evaluation.backbones.dino, "DinoFeatures", AngleFeatures)
+    # 12 flat frames at 2 fps: three clips of 4 at 0, 60 and 120 degrees, each ending 30 degrees further.
+    levels = [0, 0, 0, 30, 60, 60, 60, 90, 120, 120, 120, 150]
+    write_video(tmp_path / "grey.mp4", np.stack([np.full((32, 32, 3), v, np.uint8) for v in levels]), 2)
+    config = cfg(
+        dimensions=["subject_consistency"], weights_dir=str(weights_dir), **{"fusion.subject_consistency": "dino"}
     )
-    entry = metrics["dimensions"]["subject_consistency"]
-    assert entry["fusion"].startswith("on (fast backbone dino-vitb16")
-    video = entry["fused"]["still.mp4"]
-    # Fast branch on the 2 first frames (identical) = 1; VBench's subject_mapping_table.yaml maps
-    # 0.99 -> 0.995516073547993 and 1.0 -> 1.0, so the mapped score is 1 within 1e-5 * 0.0045.
-    assert video["fast"] == pytest.approx(1.0, abs=1e-5)
-    assert video["mapped_fast"] == pytest.approx(1.0, abs=1e-6)
-    assert video["score"] == pytest.approx(0.5 * video["slow"] + 0.5 * video["mapped_fast"])
+    entry = evaluate_videos(config, [tmp_path / "grey.mp4"], tmp_path / "m.json")["dimensions"]["subject_consistency"]
+    assert entry["fusion"].startswith("on (fast backbone dino-vitb16 (VBench)")
+    assert entry["backbone"] == "dino-vitb16 (VBench)"
+    # Slow, per clip: pairs (1, 1), (1, 1), (cos 30, cos 30) -> (2 + cos 30) / 3, the same in each clip.
+    slow = (2 + np.sqrt(3) / 2) / 3
+    # Fast, on the clips' first frames at 0, 60, 120 degrees: ((cos 60 + cos 60) / 2 + (cos 60 + 0) / 2) / 2.
+    fast = (0.5 + 0.25) / 2
+    # VBench-Long's subject table: 0.37 -> 0.902930005754908, 0.38 -> 0.904255123199727; 0.375 is midway.
+    mapped = (0.902930005754908 + 0.904255123199727) / 2
+    video = entry["fused"]["grey.mp4"]
+    assert video["slow"] == pytest.approx(slow, abs=1e-12)
+    assert video["fast"] == pytest.approx(fast, abs=1e-12)
+    assert video["mapped_fast"] == pytest.approx(mapped, abs=1e-12)
+    assert entry["score"] == pytest.approx(0.5 * slow + 0.5 * mapped, abs=1e-12)  # 0.9351..., not slow alone
+    assert entry["per_clip"]["grey.mp4"] == pytest.approx({"0": slow, "1": slow, "2": slow}, abs=1e-12)
 
 
 def test_consistency_rules_by_hand():
@@ -176,12 +197,12 @@ def test_unusable_weights_file_is_one_line_naming_it(tmp_path, still_video):
         (
             {"dimensions": ["dynamic_degree", "smoothness"]},
             ConfigError,
-            r"unknown \['smoothness'\].*allowed: subject_consistency",
+            r"eval.dimensions must be names from subject_consistency, .*got 'smoothness'",
         ),
-        ({"flow": "raft"}, ConfigError, "eval.flow must be one of dis, farneback"),
-        ({"exact": "yes"}, ConfigError, "eval.exact must be one of auto, always, never"),
+        ({"flow": "raft"}, ConfigError, "eval.flow must be one of dis, farneback, got 'raft'"),
+        ({"exact": "yes"}, ConfigError, "eval.exact must be one of auto, always, never, got 'yes'"),
         ({"weights_dir": "/nonexistent/weights"}, FileNotFoundError, "eval.weights_dir: /nonexistent/weights"),
-        ({"name": "musiq"}, ConfigError, "eval.name must be one of offline, vbench"),
+        ({"name": "musiq"}, ConfigError, "eval.name must be one of offline, vbench, none, got 'musiq'"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, still_video, overrides, error, match):

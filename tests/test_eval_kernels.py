@@ -12,12 +12,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.evaluation import evaluate_videos, summary_fields
-from bench.evaluation.motion import (
-    MotionSmoothness,
+from bench.evaluation.dimensions.dynamic_degree import (
     dynamic_thresholds,
     sampling_interval,
 )
-from bench.runs.outputs import write_video
+from bench.evaluation.dimensions.motion_smoothness import MotionSmoothness
+from bench.runs.videos import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,6 +168,7 @@ def test_metrics_file_and_summary_fields(tmp_path):
 
 
 def test_brisque_imaging_quality_ranks_a_sharp_frame_above_a_blurred_one(tmp_path):
+    pytest.importorskip("brisque", reason="BRISQUE is the `quality` extra: pip install 'relaxbench[quality]'")
     sharp = np.repeat(texture(128, 128)[None], 8, axis=0)
     sharp = np.clip(sharp.astype(int) + np.random.default_rng(1).integers(-20, 20, sharp.shape[1:]), 0, 255)
     blurred = np.stack([cv2.GaussianBlur(f.astype(np.uint8), (0, 0), 4) for f in sharp])
@@ -176,4 +177,4 @@ def test_brisque_imaging_quality_ranks_a_sharp_frame_above_a_blurred_one(tmp_pat
         entry = score(tmp_path / name, frames, 4, "imaging_quality")["dimensions"]["imaging_quality"]
         assert 0.0 <= entry["score"] <= 1.0 and entry["exact"] is False
         scores[name] = entry["score"]
-    assert scores["sharp"] != scores["blurred"]
+    assert scores["sharp"] > scores["blurred"] + 0.1  # 0.44 against 0.24 here

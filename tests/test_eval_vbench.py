@@ -22,12 +22,11 @@ from bench.evaluation.backbones.clip import ClipFeatures
 from bench.evaluation.backbones.musiq import MUSIQ, MUSIQQuality
 from bench.evaluation.backbones.raft import RAFT, RAFTFlow
 from bench.evaluation.consistency import first_previous_similarity
-from bench.evaluation.flickering import TemporalFlickering
-from bench.evaluation.frame_quality import ImagingQuality
-from bench.evaluation.motion import MotionSmoothness
-from bench.evaluation.vbench_runner import default_python, write_clip
-from bench.evaluation.video import read_video
-from bench.runs.outputs import write_video
+from bench.evaluation.dimensions.imaging_quality import ImagingQuality
+from bench.evaluation.dimensions.motion_smoothness import MotionSmoothness
+from bench.evaluation.dimensions.temporal_flickering import TemporalFlickering
+from bench.evaluation.vbench_runner import default_python
+from bench.runs.videos import read_video, write_clip, write_video
 
 REPO = Path(__file__).resolve().parent.parent
 VBENCH_PYTHON = default_python()
@@ -129,11 +128,11 @@ def our_clips(video: Path) -> list[np.ndarray]:
     """The clips the runner hands vbench, decoded back (same writer, same settings)."""
     from bench.evaluation.clips import clip_bounds
 
-    frames, fps = read_video(video)
+    frames, info = read_video(video)
     clips = []
-    for i, (start, stop) in enumerate(clip_bounds(len(frames), fps)):
+    for i, (start, stop) in enumerate(clip_bounds(len(frames), info.fps)):
         path = video.parent / f".check_{video.stem}_{i}.mp4"
-        write_clip(path, frames[start:stop], int(fps), reencode_clips=True)
+        write_clip(path, frames[start:stop], int(info.fps), reencode=True)
         clips.append(read_video(path)[0])
         path.unlink()
     return clips

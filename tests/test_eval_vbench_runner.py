@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from bench.evaluation import evaluate_videos
+from bench.evaluation import check_config, evaluate_videos
 from bench.evaluation.vbench_runner import read_results
-from bench.runs.outputs import write_video
+from bench.runs.videos import write_video
 from memory_policies import ConfigError
 
 
@@ -39,7 +39,7 @@ def cfg(**overrides):
 
 def test_missing_environment_weights_and_files_are_named(tmp_path, video):
     with pytest.raises(
-        FileNotFoundError, match=r"eval.python: .*nope/bin/python not found \(build .* scripts/vbench_env.sh\)"
+        FileNotFoundError, match=r"eval.python: .*nope/bin/python is not an existing file \(build .* scripts/vbench_env.sh\)"
     ):
         evaluate_videos(cfg(python=str(tmp_path / "nope/bin/python")), [video], tmp_path / "m.json")
     with pytest.raises(ConfigError, match="eval.weights_dir is required for eval=vbench"):
@@ -53,6 +53,15 @@ def test_missing_environment_weights_and_files_are_named(tmp_path, video):
     with pytest.raises(FileNotFoundError, match=r"facebookresearch_dino_main/hubconf.py not found"):
         evaluate_videos(cfg(weights_dir=str(weights), dimensions=["subject_consistency"]), [video], tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_an_interpreter_without_vbench_is_refused_before_generation(tmp_path):
+    weights = tmp_path / "cache"
+    (weights / "raft_model/models").mkdir(parents=True)
+    (weights / "raft_model/models/raft-things.pth").write_bytes(b"")
+    # This test's own interpreter: every file is there, but it cannot import vbench.
+    with pytest.raises(ConfigError, match=r"eval.python: .* does not import vbench \(.*No module named 'vbench'"):
+        check_config(cfg(weights_dir=str(weights)))
 
 
 def test_results_are_mapped_back_to_videos_and_clips(tmp_path):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.run import build
 from memory_policies import ConfigError, DensePolicy, RelaxedPolicy, ReservoirView
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def view_of(frames, protos=None) -> ReservoirView:
@@ -213,3 +218,40 @@ def test_dense_plans_are_the_window_before_the_chunk(window, frames):
         assert plan.frames == list(range(max(0, t - (window - 3)), t))
         assert plan.positions == plan.frames
         assert len(present) + 3 <= window
+
+
+# -- every shipped policy config, composed and instantiated as `bench.run` does ---------------
+
+# name -> (t, the chunk's attended (frame, RoPE position) pairs), worked out by hand from each file's sizes.
+SHIPPED = {
+    # window 21 = 18 memory frames + the chunk, at absolute positions
+    "dense": (30, tuple((f, f) for f in range(12, 30))),
+    # 2 sinks; middle 2..4 -> the one candidate 3; tail 5; packed before the tail at 6-4 = 2
+    "relaxed": (6, ((0, 2), (1, 3), (3, 4), (5, 5))),
+    # 3 sinks packed before a 15-frame tail 15..29: positions 30-15-3 = 12..14
+    "attention_sink": (30, ((0, 12), (1, 13), (2, 14)) + tuple((f, f) for f in range(15, 30))),
+    # 3 sinks and the last 6 frames at absolute positions: 9 + the chunk's 3 = LongLive's 12 frames
+    "longlive": (30, ((0, 0), (1, 1), (2, 2)) + tuple((f, f) for f in range(24, 30))),
+    # the first chunk re-roped just before a 3-frame tail: 30-3-3 = 24..26
+    "rolling_forcing": (30, ((0, 24), (1, 25), (2, 26), (27, 27), (28, 28), (29, 29))),
+    "sink": (30, ((0, 26), (1, 27), (2, 28), (3, 29))),
+    "tail": (30, tuple((f, f) for f in range(26, 30))),
+}
+SAMPLER_OF = {"rolling_forcing": "rolling"}  # the rest run with the default chunk-wise sampler
+
+
+def test_every_shipped_policy_config_has_a_worked_example():
+    assert {p.stem for p in (CONF / "policy").glob("*.yaml")} == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_policy_config_plans_as_worked_out(name):
+    overrides = [f"policy={name}", f"sampler={SAMPLER_OF.get(name, 'self_forcing')}", "eval=none"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    policy = build(cfg)[0]
+    t, attended = SHIPPED[name]
+    plans = {u: plan for u, _, plan in simulate(policy, t + 9)}
+    assert plans[t].attended == attended
+    assert plans[t].current == ((t, t), (t + 1, t + 1), (t + 2, t + 2))
+    assert all(plan.current[0] == (u, u) for u, plan in plans.items())

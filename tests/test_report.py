@@ -17,7 +17,8 @@ import pytest
 from analysis.load import load_study
 from analysis.report import main as report_main
 from analysis.report import report
-from bench.runs.outputs import clip_scores, write_video
+from bench.runs.outputs import clip_scores
+from bench.runs.videos import write_video
 
 # dimension -> (backbone, exact) as bench.evaluation's summary_fields records them
 BACKBONES = {
@@ -132,10 +133,43 @@ def test_clip_scores_reads_per_video_per_clip_scores():
     ]
 
 
-def only_failed_runs(root: Path) -> Path:
+def only_failed_runs(root: Path, error: str = '{"error": "boom"}') -> Path:
     (root / "r").mkdir()
-    (root / "r" / "error.json").write_text('{"error": "boom"}')
+    (root / "r" / "error.json").write_text(error)
     return root
+
+
+def halve(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_damaged_runs_are_one_warning_line_each_and_the_report_covers_the_others(study, capsys):
+    damages = {  # run -> (the damage, the file it names, what the warning says about it, the run's status)
+        "0_policy.sink=0": (halve, "summary.json", "not valid JSON", "unreadable"),
+        "1_policy.sink=1": (lambda path: path.write_text("{}"), "summary.json", "it lacks status, config_hash", "unreadable"),
+        "4_short": (lambda path: path.write_text("[1, 2]"), "summary.json", "expected a JSON object, found a list",
+                    "unreadable"),
+        "5_policy.sink=9": (lambda path: path.write_text('{"error": "policy.sink'), "error.json", "not valid JSON",
+                            "unreadable"),
+        "2_policy.sink=2": (lambda path: path.write_bytes(b"\xff\xfe\0"), "timing.json", "not valid JSON", "complete"),
+        "3_policy=dense": (halve, "videos/000_a_red_square.mp4", "not a readable video", "complete"),
+    }
+    for run, (damage, name, _, _) in damages.items():
+        damage(study / run / name)
+    report_main([str(study)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == len(damages) and "Traceback" not in err
+    for run, (_, name, message, _) in damages.items():
+        [line] = [line for line in lines if str(study / run / name) in line]
+        assert line.startswith("warning: ") and message in line
+    results = pd.read_csv(study / "results.csv").set_index("run_dir")
+    assert results["status"].to_dict() == {run: status for run, (*_, status) in damages.items()}  # each run once
+    assert results.loc["2_policy.sink=2", "fps"] == 12.0 and pd.isna(results.loc["2_policy.sink=2", "time.denoise_s"])
+    assert pd.isna(results.loc["3_policy=dense", "fps"]) and results.loc["3_policy=dense", "dynamic_degree"] == 0.3
+    page = (study / "report.html").read_text()
+    assert all(str(study / run / name) in page for run, (_, name, *_) in damages.items())
+    assert page.count('<div class="frames">') == 2 and page.count(' s" src="data:image/png;base64,') == 3  # one readable
 
 
 @pytest.mark.parametrize(
@@ -144,6 +178,7 @@ def only_failed_runs(root: Path) -> Path:
         (lambda root: root / "missing", "does not exist"),
         (lambda root: root, "no runs under"),
         (only_failed_runs, "no complete runs"),
+        (lambda root: only_failed_runs(root, "[]"), "1 unreadable (first error: cannot read"),
     ],
 )
 def test_unusable_study_is_a_one_line_error(tmp_path, capsys, make, message):

@@ -1,6 +1,6 @@
 """Studies: experiment configs and launchers compose; a small study runs end to end through the basic
 and the submitit_local launchers into the report; a failing run is recorded, the others finish, and a
-re-run computes only what is missing without duplicating rows."""
+re-run computes only what is missing without duplicating rows; a study killed with SIGKILL resumes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 from conftest import REPO
+from omegaconf import OmegaConf
 from study_helpers import compose_cfg, run_in_process, sweep_jobs, tiny
 
 import bench.run
 from analysis.load import load_study
 from analysis.report import report
+from bench.runs.state import MARKER, run_state
+from bench.runs.study import StudySummary
 
 ALL_POLICIES = ["dense", "relaxed", "sink", "tail", "attention_sink"]
 EXPERIMENTS = {
@@ -176,3 +180,39 @@ def test_evaluated_study_reports_each_score_with_its_backbone(tmp_path, monkeypa
         assert f"{name} (not VBench)" in backbone_row  # a substitute is never labelled VBench
     assert "(VBench)" not in backbone_row.replace("(not VBench)", "")
     assert {"plots/clip_drift", "plots/dynamic_vs_attended"} <= set(written)
+
+
+def test_study_killed_with_sigkill_resumes_and_counts_each_run_once(tmp_path, monkeypatch, capsys, random_toy_weights):
+    study_dir = tmp_path / "study"
+    study = ["-m", "policy.sink=0,1,2", *tiny(random_toy_weights), f"hydra.sweep.dir={study_dir}"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "bench.run", *study], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(study_dir.glob(f"1_*/{MARKER}")):  # the second run has started
+            assert process.poll() is None and time.monotonic() < deadline, "the study ended before its second run"
+            time.sleep(0.02)
+    finally:
+        process.kill()  # SIGKILL: no handler runs
+        process.wait()
+
+    first, second = (next(study_dir.glob(f"{job}_*")) for job in (0, 1))
+    assert (run_state(first), run_state(second), list(study_dir.glob("2_*"))) == ("complete", "interrupted", [])
+    StudySummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(study_dir)}}}))
+    out = capsys.readouterr().out
+    assert f"study {study_dir}: 1 complete, 0 failed, 1 interrupted" in out
+    assert f"interrupted {second.name}: pid {process.pid} on " in out
+    runs = load_study(study_dir)
+    assert runs["status"].value_counts().to_dict() == {"complete": 1, "interrupted": 1}
+    assert runs.loc[runs["status"] == "interrupted", "run_dir"].item() == second.name
+
+    real_execute, executed = bench.run.execute, []
+    monkeypatch.setattr(bench.run, "execute", lambda cfg, run_dir: executed.append(run_dir.name) or real_execute(cfg, run_dir))
+    run_in_process(monkeypatch, *study)  # the same command again
+    assert [name.split("_")[0] for name in executed] == ["1", "2"] and executed[0] == second.name
+    out = capsys.readouterr().out
+    assert out.count("skipped, already complete") == 1 and f"study {study_dir}: 3 complete, 0 failed\n" in out
+    runs = load_study(study_dir)
+    assert len(runs) == 3 and runs["status"].eq("complete").all() and sorted(runs["policy.sink"]) == [0, 1, 2]
+    assert not list(study_dir.rglob(MARKER))

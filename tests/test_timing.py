@@ -37,10 +37,13 @@ def test_profiling_changes_no_output_and_nests_its_sections(random_toy):
     latents_off, trace_off = generate(random_toy, off)
     assert torch.equal(latents_on, latents_off) and trace_on == trace_off
     assert [set(row) for row in off.chunk_rows()] == [{"t", "attended"}] * 5 and not off.totals
-    for row in on.chunk_rows():
+    rows = on.chunk_rows()
+    assert [row["t"] for row in rows] == [0, 3, 6, 9, 12]  # 15 frames in chunks of 3
+    for row in rows:
         assert set(row) == SECTIONS | {"t", "attended"}
         assert 0 < row["reservoir_write"] <= row["attention"] <= row["dit"] <= row["denoise"] + row["clean_pass"]
-    assert on.per_chunk_mean() == pytest.approx({k: v / 5 for k, v in on.totals.items()})
+    # the run's totals and its per-chunk rows are kept apart; the mean per chunk agrees with the rows
+    assert on.per_chunk_mean() == pytest.approx({k: sum(row[k] for row in rows) / 5 for k in SECTIONS})
 
 
 def test_candidates_are_timed_round_robin_in_abba_order_after_warmup():
@@ -74,7 +77,6 @@ def test_attention_benchmark_writes_its_results(tmp_path):
 
     result = run(make_cfg("attention", SMALL_ATTENTION), tmp_path)
     on_disk = json.loads((tmp_path / "attention.json").read_text())
-    assert on_disk == json.loads(json.dumps(result))
     assert on_disk["frames"] == [3, 7, 21]  # the dense policy's window is always measured
     for key in ("kernel_ms", "self_attn_ms", "processor_ms", "rope_tables_ms", "selection_ms"):
         assert len(on_disk[key]) == 3 and all(v > 0 for v in on_disk[key])
@@ -103,9 +105,11 @@ def test_end_to_end_comparison_writes_its_results(random_toy_weights, tmp_path):
     overrides = [f"model.backend.weights={random_toy_weights}", "num_latent_frames=12", "warmup_frames=3", "repeats=2"]
     result = run(make_cfg("e2e", overrides), tmp_path)
     on_disk = json.loads((tmp_path / "e2e.json").read_text())
-    assert on_disk == json.loads(json.dumps(result))
     dense, relaxed = on_disk["policies"]["dense"], on_disk["policies"]["relaxed"]
-    assert on_disk["speedup"] == pytest.approx(dense["seconds"] / relaxed["seconds"])
+    for policy in (dense, relaxed):  # 12 latent frames of each of the config's prompts, per timed generation
+        assert policy["latent_frames_per_s"] * policy["seconds"] == pytest.approx(12 * on_disk["num_videos"])
+        assert min(r["seconds"] for r in policy["runs"]) <= policy["seconds"] <= max(r["seconds"] for r in policy["runs"])
+    assert on_disk["speedup"] == pytest.approx(relaxed["latent_frames_per_s"] / dense["latent_frames_per_s"])
     assert len(dense["runs"]) == len(relaxed["runs"]) == 2
     assert SECTIONS | {"decode"} <= set(relaxed["runs"][0]["per_chunk_mean_s"])
     assert (dense["kv_peak_frames"], relaxed["kv_peak_frames"]) == (12, 9)  # the attendable store

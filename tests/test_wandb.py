@@ -12,6 +12,8 @@ import pytest
 from study_helpers import run_in_process, tiny
 
 import bench.run
+from bench.runs.loggers import WandbLogger
+from bench.runs.state import run_state
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402
@@ -105,3 +107,25 @@ def test_study_runs_share_a_group_with_per_clip_curves_and_failures(tmp_path, mo
     assert len(json.loads(table.read_text())["data"]) == 3
     assert failed["exit_code"] == 1 and failed["summary"]["status"] == "failed"
     assert failed["summary"]["error"] == "injected failure"
+
+
+def test_a_wandb_failure_leaves_the_run_failed_not_complete(tmp_path, monkeypatch, random_toy_weights):
+    def down(self, summary):
+        raise RuntimeError("W&B is down")
+
+    monkeypatch.setattr(WandbLogger, "finished", down)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:  # an unexpected error outside a study: Hydra's exit code 1
+        run_in_process(monkeypatch, *tiny(random_toy_weights), "logger=wandb", f"hydra.run.dir={run_dir}")
+    assert exit_info.value.code == 1 and run_state(run_dir) == "failed"
+    assert not (run_dir / "summary.json").exists() and (run_dir / "timing.json").exists()
+    assert json.loads((run_dir / "error.json").read_text())["error"] == "W&B is down"
+    assert offline_run(run_dir)["exit_code"] == 1  # and W&B was told the run failed
+
+
+def test_a_bad_wandb_mode_leaves_no_summary(tmp_path, monkeypatch, random_toy_weights):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_in_process(monkeypatch, *tiny(random_toy_weights), "logger=wandb", "logger.mode=foo", f"hydra.run.dir={run_dir}")
+    assert exit_info.value.code == 2 and run_state(run_dir) == "failed" and not (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "error.json").read_text())["error"].startswith("logger.mode must be one of")

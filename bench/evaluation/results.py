@@ -11,8 +11,8 @@ import torch
 from bench.runs.outputs import atomic_write_json, provenance
 
 from .backbones import BackboneInfo
-from .registry import DIMENSIONS
-from .scores import AVERAGE6_DIMENSIONS, QUALITY_DIMENSIONS, average6, quality_score
+from .dimensions import DIMENSIONS
+from .scores import AVERAGE6_DIMENSIONS, average6, quality_score
 
 ClipScores = dict[str, dict[int, float | None]]  # video name -> clip index -> score
 
@@ -43,7 +43,10 @@ def dimension_entry(info: BackboneInfo, clips: ClipScores, fused: dict[str, dict
     if fused:
         entry["fused"] = fused
     if score is None:
-        entry["reason"] = "no clip could be scored (each clip needs at least 2 frames, 3 for motion_smoothness)"
+        entry["reason"] = (
+            "no clip could be scored (each clip needs at least 2 frames, 2 sampled ones for dynamic_degree, "
+            "3 for motion_smoothness)"
+        )
     return entry | {k: v for k, v in extra.items() if v is not None}
 
 
@@ -52,9 +55,7 @@ def missing_entry(reason: str) -> dict:
     return {"score": None, "backbone": None, "exact": None, "reason": reason}
 
 
-def finish(
-    dimensions: dict[str, dict], clip_settings: dict, evaluator: str, config: dict, device: str, out_path: Path
-) -> dict:
+def finish(dimensions: dict[str, dict], clip_settings: dict, evaluator: str, config: dict, out_path: Path) -> dict:
     """Add the summary scores and provenance, write metrics.json atomically, return the dict."""
     raw = {name: entry["score"] for name, entry in dimensions.items()}
     exact = {name: entry["exact"] for name, entry in dimensions.items()}
@@ -64,11 +65,11 @@ def finish(
         "clip_settings": clip_settings,
         "dimensions": dimensions,
         "quality_score": quality_score(raw),
-        "quality_score.exact": all(exact.get(n) is True for n in QUALITY_DIMENSIONS),
+        "quality_score.exact": all(exact.get(n) is True for n in DIMENSIONS),
         "average6": average6(raw),
         "average6.exact": all(exact.get(n) is True for n in AVERAGE6_DIMENSIONS),
         "config": config,
-        "provenance": provenance(torch.device(device)),
+        "provenance": provenance(torch.device(config["device"])),
     }
     atomic_write_json(Path(out_path), metrics)
     return metrics

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-# scripts/constant.py of VBench: (Min, Max) of each dimension and its weight in the Quality score.
-NORMALIZATION = {
-    "subject_consistency": (0.1462, 1.0),
-    "background_consistency": (0.2615, 1.0),
-    "temporal_flickering": (0.6293, 1.0),
-    "motion_smoothness": (0.706, 0.9975),
-    "dynamic_degree": (0.0, 1.0),
-    "aesthetic_quality": (0.0, 1.0),
-    "imaging_quality": (0.0, 1.0),
-}
-WEIGHTS = {name: 0.5 if name == "dynamic_degree" else 1.0 for name in NORMALIZATION}
-QUALITY_DIMENSIONS = tuple(NORMALIZATION)
-# Relax Forcing, Table 1: the plain mean of six raw dimensions (no temporal_flickering).
+from .dimensions import REGISTRY
+
+# Relax Forcing, Table 1: the plain mean of six raw dimensions (no temporal_flickering), in the
+# paper's column order.
 AVERAGE6_DIMENSIONS = (
     "subject_consistency",
     "background_consistency",
@@ -26,17 +17,18 @@ AVERAGE6_DIMENSIONS = (
 
 
 def normalized(name: str, value: float) -> float:
-    low, high = NORMALIZATION[name]
+    low, high = REGISTRY[name].normalization
     return (value - low) / (high - low)
 
 
 def quality_score(scores: dict[str, float | None]) -> float | None:
-    """Σ weight · (x − Min)/(Max − Min) over the 7 quality dimensions / Σ weights (6.5), as a
-    fraction (papers print ×100); None unless all seven are present."""
-    if any(scores.get(name) is None for name in QUALITY_DIMENSIONS):
+    """Σ weight · (x − Min)/(Max − Min) over VBench's quality dimensions / Σ weights (6.5 for the seven),
+    with each dimension's (Min, Max) and weight from its registry entry (VBench's scripts/constant.py),
+    as a fraction (papers print x100); None unless all of them are present."""
+    if any(scores.get(name) is None for name in REGISTRY):
         return None
-    total = sum(WEIGHTS[name] * normalized(name, scores[name]) for name in QUALITY_DIMENSIONS)
-    return total / sum(WEIGHTS.values())
+    total = sum(spec.quality_weight * normalized(name, scores[name]) for name, spec in REGISTRY.items())
+    return total / sum(spec.quality_weight for spec in REGISTRY.values())
 
 
 def average6(scores: dict[str, float | None]) -> float | None:

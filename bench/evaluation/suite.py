@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .clips import CLIP_SECONDS
-from .registry import build_setup
+from bench.runs.videos import REENCODE, h264_roundtrip
+
+from .builder import Setup
+from .clips import CLIP_SECONDS, read_clipped
 from .results import ClipScores, dimension_entry, finish, mean_or_none, missing_entry
-from .video import REENCODE, read_clipped, reencode
 
 
 def clip_settings(reencode_clips: bool) -> dict:
@@ -25,14 +25,14 @@ def clip_settings(reencode_clips: bool) -> dict:
     }
 
 
-def evaluate_in_process(cfg: DictConfig, videos: list[Path], out_path: Path) -> dict:
-    setup = build_setup(cfg)
-    reencode_clips = bool(cfg.get("reencode", True))
-    settings = clip_settings(reencode_clips)
+def evaluate_in_process(settings: dict, setup: Setup, videos: list[Path], out_path: Path) -> dict:
+    """Score `videos` with the dimensions `setup` built from the checked config `settings`."""
+    reencode_clips = settings["reencode"]
+    clip_info = clip_settings(reencode_clips)
     clips: dict[str, ClipScores] = {name: {} for name in setup.dimensions}
     fused: dict[str, dict[str, dict]] = {name: {} for name in setup.dimensions}
     for video in videos:
-        frames, fps, bounds = read_clipped(video, settings)
+        frames, fps, bounds = read_clipped(video, clip_info)
         rate = int(fps)
         first_frames = []
         for name in clips:
@@ -40,7 +40,7 @@ def evaluate_in_process(cfg: DictConfig, videos: list[Path], out_path: Path) -> 
         for index, (start, stop) in enumerate(tqdm(bounds, desc=f"eval {video.name}", unit="clip")):
             clip = frames[start:stop]
             if reencode_clips:
-                clip = reencode(clip, rate)
+                clip = h264_roundtrip(clip, rate)
             first_frames.append(clip[0])
             for name, dimension in setup.dimensions.items():
                 clips[name][video.name][index] = dimension.score_clip(clip, rate)
@@ -49,17 +49,16 @@ def evaluate_in_process(cfg: DictConfig, videos: list[Path], out_path: Path) -> 
             if getattr(dimension, "fast", None) is not None and slow is not None:
                 firsts = np.stack(first_frames)
                 if reencode_clips and len(firsts) > 1:
-                    firsts = reencode(firsts, rate)  # upstream writes the first frames as a video too
+                    firsts = h264_roundtrip(firsts, rate)  # upstream writes the first frames as a video too
                 fused[name][video.name] = dimension.fused(slow, firsts)
 
     dimensions = {}
-    for name in cfg.dimensions:
+    for name in settings["dimensions"]:
         if name in setup.missing:
             dimensions[name] = missing_entry(setup.missing[name])
             continue
         dimension = setup.dimensions[name]
         dimensions[name] = dimension_entry(
-            dimension.info, clips[name], fused[name] or None, fusion=setup.fusion.get(name)
+            dimension.info, clips[name], fused[name] or None, fusion=getattr(dimension, "fusion", None)
         )
-    config = OmegaConf.to_container(cfg, resolve=True)
-    return finish(dimensions, settings, "relaxbench in-process", config, str(cfg.get("device", "cpu")), out_path)
+    return finish(dimensions, clip_info, "relaxbench in-process", settings, out_path)

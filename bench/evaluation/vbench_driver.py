@@ -2,10 +2,12 @@
 flat folder of clips with vbench 0.1.5's short-video kernels (custom_input mode, local weights).
 
     python vbench_driver.py REQUEST.json
+    python vbench_driver.py --check REQUEST.json     imports only, before the harness generates anything
 
-REQUEST: {"clips_dir", "output_dir", "name", "dimensions", "device", "error_file"}. VBENCH_CACHE_DIR
-comes from the environment. Only the standard library and vbench's own imports: this file must not
-import relaxbench. A dimension whose module cannot be imported here is reported in error_file (exit 3).
+REQUEST: {"clips_dir", "output_dir", "name", "dimensions", "device", "error_file"} ("dimensions" and
+"error_file" for --check). VBENCH_CACHE_DIR comes from the environment. Only the standard library and
+vbench's own imports: this file must not import relaxbench. A dimension whose module cannot be imported
+here is reported in error_file (exit 3).
 """
 
 import importlib
@@ -35,13 +37,7 @@ def refuse_downloads() -> None:
     urllib.request.urlretrieve = no_urlretrieve
 
 
-def main(request_path: str) -> None:
-    with open(request_path) as f:
-        request = json.load(f)
-    refuse_downloads()
-    import vbench
-    from vbench import VBench
-
+def import_dimensions(request: dict) -> None:
     for dim in request["dimensions"]:
         try:
             importlib.import_module(f"vbench.{dim}")
@@ -49,6 +45,18 @@ def main(request_path: str) -> None:
             with open(request["error_file"], "w") as f:
                 f.write(f"vbench's {dim} cannot be imported in {sys.executable}: {err}")
             sys.exit(3)
+
+
+def main(request_path: str, check_only: bool = False) -> None:
+    with open(request_path) as f:
+        request = json.load(f)
+    refuse_downloads()
+    import vbench
+    from vbench import VBench
+
+    import_dimensions(request)
+    if check_only:
+        return
 
     full_info = os.path.join(os.path.dirname(vbench.__file__), "VBench_full_info.json")
     VBench(request["device"], full_info, request["output_dir"]).evaluate(
@@ -61,4 +69,4 @@ def main(request_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[-1], check_only="--check" in sys.argv[1:-1])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import torch
 from tqdm import tqdm
@@ -29,15 +30,22 @@ from tqdm import tqdm
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
 from memory_policies import ConfigError, DensePolicy, MemoryPolicy, Plan
-from memory_policies.plan import check_int
+from memory_policies.plan import MAX_MEMORY_FRAMES, Check, check_int
 
 from .reservoir import KVReservoir
-from .sampler import ARSampler, TraceFn, attention_state
+from .sampler import ARSampler, Generators, TraceFn, select
+from .wan_attention import AttentionState
 
 
 @dataclass
 class RollingSampler(ARSampler):
     commit_window: int | None = 21  # the release's attention size: the clean pass sees 18 frames + itself
+
+    FIELDS: ClassVar[dict[str, Check]] = ARSampler.FIELDS | {
+        "commit_window": partial(check_int, low=1, high=MAX_MEMORY_FRAMES, nullable=True)
+    }
+    # The policy this sampler was made for (docs/real_backends.md); bench.schema refuses another.
+    MEMORY: ClassVar[str] = "rolling_forcing"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,22 +75,20 @@ class RollingSampler(ARSampler):
             return plan
         return DensePolicy(window=self.commit_window, chunk=self.chunk_frames).plan(t, reservoir.view())
 
-    @torch.no_grad()
-    def generate(
+    def fill(
         self,
         backend: Backend,
         policy: MemoryPolicy,
         text: torch.Tensor,
-        num_latent_frames: int,
-        generator: torch.Generator,
-        trace: TraceFn | None = None,
-        profiler: Profiler | None = None,
-        progress: str | None = None,
-    ) -> tuple[torch.Tensor, KVReservoir]:
-        """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`."""
-        profiler = profiler or Profiler(backend.device)
-        reservoir, video = self.prepare(backend, policy, text, num_latent_frames)
-        batch, channels, _, height, width = video.shape
+        video: torch.Tensor,
+        reservoir: KVReservoir,
+        generator: Generators,
+        trace: TraceFn | None,
+        profiler: Profiler,
+        progress: str | None,
+    ) -> None:
+        """Generate `video` in place, one joint window after another."""
+        batch, channels, num_latent_frames, height, width = video.shape
         sigmas, n = self.sigmas, self.chunk_frames
         depth, chunks = len(sigmas), num_latent_frames // n
         noisy: dict[int, torch.Tensor] = {}  # chunk index -> its latents at its current noise level
@@ -92,9 +98,7 @@ class RollingSampler(ARSampler):
             if last == window:
                 noisy[last] = self.noise((batch, channels, n, height, width), generator, backend)
             t = first * n
-            with profiler.section("selection"):
-                reservoir.keep(policy.retain(reservoir.frames, t))
-                plan = policy.plan(t, reservoir.view())
+            plan = select(policy, reservoir, t, profiler)
             members = range(first, last + 1)
             levels = [window - c for c in members]  # chunk c entered in window c at level 0
             start = plan.current_positions[-1] + 1
@@ -103,7 +107,7 @@ class RollingSampler(ARSampler):
                 x = torch.cat([noisy[c] for c in members], dim=2)
                 velocity = backend.dit(
                     x, self.timesteps(levels, batch, backend), text,
-                    attention_state(plan, reservoir, profiler, positions=positions),
+                    AttentionState.planned(plan, reservoir, profiler, positions=positions),
                 )
                 for j, (c, level) in enumerate(zip(members, levels)):
                     part = slice(j * n, (j + 1) * n)
@@ -118,13 +122,11 @@ class RollingSampler(ARSampler):
             if trace is not None:
                 trace(first, t, plan)
             with profiler.section("clean_pass"):
-                state = partial(attention_state, self.commit_plan(plan, t, reservoir), reservoir, profiler)
+                state = partial(AttentionState.planned, self.commit_plan(plan, t, reservoir), reservoir, profiler)
                 self.commit(backend, reservoir, clean, t, text, state, generator)
             video[:, :, t : t + n] = clean
             del noisy[first]
             profiler.end_chunk(t=t, attended=len(plan.attended))
-        profiler.record_reservoir(reservoir.peak_frames, reservoir.bytes_per_frame)
-        return video, reservoir
 
     def timesteps(self, levels: list[int], batch: int, backend: Backend) -> torch.Tensor:
         """(batch,) when the window is at one level, else one timestep per token (frames x tokens)."""

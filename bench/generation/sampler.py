@@ -11,7 +11,8 @@ every layer and the clean pass of that chunk attend to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from functools import partial
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from tqdm import tqdm
@@ -19,25 +20,29 @@ from tqdm import tqdm
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
 from memory_policies import ConfigError, MemoryPolicy, Plan
+from memory_policies.plan import (
+    MAX_MEMORY_FRAMES,
+    Check,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_timesteps,
+)
 
 from .reservoir import KVReservoir
 from .wan_attention import AttentionState
 
 TraceFn = Callable[[int, int, Plan], None]  # (chunk index, t, plan)
+Generators = torch.Generator | Sequence[torch.Generator]  # one for the batch, or one per batch row
 
 
-def attention_state(
-    plan: Plan, reservoir: KVReservoir, profiler: Profiler, positions: Sequence[int] | None = None, **extra
-) -> AttentionState:
-    """One DiT forward under `plan`; the input frames sit at the chunk's planned positions unless given."""
-    return AttentionState(
-        positions=plan.current_positions if positions is None else positions,
-        memory_frames=plan.frames,
-        memory_positions=plan.positions,
-        reservoir=reservoir,
-        profiler=profiler,
-        **extra,
-    )
+def select(policy: MemoryPolicy, reservoir: KVReservoir, t: int, profiler: Profiler) -> Plan:
+    """The per-chunk selection step of every sampler (and of the attention benchmark): evict what
+    `policy` no longer keeps before chunk `t`, then plan the chunk; timed as "selection"."""
+    with profiler.section("selection"):
+        reservoir.keep(policy.retain(reservoir.frames, t))
+        return policy.plan(t, reservoir.view())
 
 
 def flow_sigmas(steps: list[int], shift: float, warp: bool = True) -> list[float]:
@@ -55,18 +60,19 @@ class ARSampler:
     renoise: str = "fresh"  # "fresh": new noise between steps (Self-Forcing); "ode": reuse the predicted noise
     context_noise: float = 0.0  # timestep of the clean pass
 
+    # The type and range of each field, checked here and, before anything is built, by bench.schema.
+    FIELDS: ClassVar[dict[str, Check]] = {
+        "chunk_frames": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
+        "steps": check_timesteps,
+        "shift": partial(check_number, low=0.0, high=1000.0, low_open=True),
+        "warp": check_bool,
+        "renoise": partial(check_choice, allowed=("fresh", "ode")),
+        "context_noise": partial(check_number, low=0.0, high=999.0),
+    }
+
     def __post_init__(self) -> None:
-        self.steps = [int(s) for s in self.steps]
-        if isinstance(self.chunk_frames, bool) or not isinstance(self.chunk_frames, int) or self.chunk_frames < 1:
-            raise ConfigError(f"sampler.chunk_frames must be an integer >= 1, got {self.chunk_frames!r}")
-        if not self.steps or any(not 0 < s <= 1000 for s in self.steps) or self.steps != sorted(self.steps, reverse=True):
-            raise ConfigError(f"sampler.steps must be a non-empty decreasing list in (0, 1000], got {self.steps}")
-        if not self.shift > 0:
-            raise ConfigError(f"sampler.shift must be > 0, got {self.shift}")
-        if self.renoise not in ("fresh", "ode"):
-            raise ConfigError(f"sampler.renoise must be one of fresh, ode; got {self.renoise!r}")
-        if not 0 <= self.context_noise < 1000:
-            raise ConfigError(f"sampler.context_noise must be in [0, 1000), got {self.context_noise}")
+        for key, check in self.FIELDS.items():
+            setattr(self, key, check(f"sampler.{key}", getattr(self, key)))
 
     @property
     def sigmas(self) -> list[float]:
@@ -80,12 +86,19 @@ class ARSampler:
                 f"num_latent_frames must be a positive multiple of the chunk ({self.chunk_frames}), got {num_latent_frames}"
             )
 
-    def noise(self, shape: Sequence[int], generator: torch.Generator, backend: Backend) -> torch.Tensor:
-        """Gaussian noise drawn in float32 (one random stream for every dtype), in the backend's dtype."""
-        return torch.randn(shape, generator=generator, device=backend.device, dtype=torch.float32).to(backend.dtype)
+    def noise(self, shape: Sequence[int], generator: Generators, backend: Backend) -> torch.Tensor:
+        """Gaussian noise drawn in float32 (one random stream for every dtype), in the backend's dtype.
+        With one generator per batch row, row i is drawn from generator i alone, so a video's noise does
+        not depend on the batch it is generated in."""
+        if isinstance(generator, torch.Generator):
+            draw = torch.randn(shape, generator=generator, device=backend.device, dtype=torch.float32)
+        else:
+            row = (1, *shape[1:])
+            draw = torch.cat([torch.randn(row, generator=g, device=backend.device, dtype=torch.float32) for g in generator])
+        return draw.to(backend.dtype)
 
     def renoised(
-        self, x0: torch.Tensor, velocity: torch.Tensor, sigma: float, generator: torch.Generator, backend: Backend
+        self, x0: torch.Tensor, velocity: torch.Tensor, sigma: float, generator: Generators, backend: Backend
     ) -> torch.Tensor:
         """The predicted x0 taken back to noise level `sigma` (fresh noise, or the noise the prediction implies)."""
         noise = self.noise(x0.shape, generator, backend) if self.renoise == "fresh" else x0 + velocity
@@ -99,7 +112,7 @@ class ARSampler:
         t: int,
         text: torch.Tensor,
         state: Callable[..., AttentionState],
-        generator: torch.Generator,
+        generator: Generators,
     ) -> None:
         """The clean pass: a forward at `context_noise` that writes the chunk's K/V as frames t, t+1, ..."""
         frames = list(range(t, t + x0.shape[2]))
@@ -141,28 +154,43 @@ class ARSampler:
         policy: MemoryPolicy,
         text: torch.Tensor,
         num_latent_frames: int,
-        generator: torch.Generator,
+        generator: Generators,
         trace: TraceFn | None = None,
         profiler: Profiler | None = None,
         progress: str | None = None,
     ) -> tuple[torch.Tensor, KVReservoir]:
-        """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`."""
+        """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`, and the reservoir."""
         profiler = profiler or Profiler(backend.device)
         reservoir, video = self.prepare(backend, policy, text, num_latent_frames)
-        batch, channels, _, height, width = video.shape
+        self.fill(backend, policy, text, video, reservoir, generator, trace, profiler, progress)
+        profiler.record_reservoir(reservoir.peak_frames, reservoir.bytes_per_frame)
+        return video, reservoir
+
+    def fill(
+        self,
+        backend: Backend,
+        policy: MemoryPolicy,
+        text: torch.Tensor,
+        video: torch.Tensor,
+        reservoir: KVReservoir,
+        generator: Generators,
+        trace: TraceFn | None,
+        profiler: Profiler,
+        progress: str | None,
+    ) -> None:
+        """Generate `video` in place, chunk after chunk."""
+        batch, channels, num_latent_frames, height, width = video.shape
         dit, device = backend.dit, backend.device
         sigmas = self.sigmas
         n = self.chunk_frames
         chunks = range(0, num_latent_frames, n)
         for index, t in enumerate(tqdm(chunks, desc=progress, disable=progress is None, leave=False)):
-            with profiler.section("selection"):
-                reservoir.keep(policy.retain(reservoir.frames, t))
-                plan = policy.plan(t, reservoir.view())
+            plan = select(policy, reservoir, t, profiler)
             if trace is not None:
                 trace(index, t, plan)
 
             def state(**extra) -> AttentionState:
-                return attention_state(plan, reservoir, profiler, **extra)
+                return AttentionState.planned(plan, reservoir, profiler, **extra)
 
             x = self.noise((batch, channels, n, height, width), generator, backend)
             with profiler.section("denoise"):
@@ -176,5 +204,3 @@ class ARSampler:
                 self.commit(backend, reservoir, x0, t, text, state, generator)
             video[:, :, t : t + n] = x0
             profiler.end_chunk(t=t, attended=len(plan.attended))
-        profiler.record_reservoir(reservoir.peak_frames, reservoir.bytes_per_frame)
-        return video, reservoir

@@ -1,11 +1,11 @@
 """Planned self-attention for diffusers' `WanTransformer3DModel`.
 
 Every `attn1` of the DiT gets a `PlannedAttnProcessor`. For one forward the sampler (or the
-trainer) hands `PlannedWan` an `AttentionState`: the temporal RoPE position of each input frame,
-the memory frames to read from the KV reservoir with their planned positions, whether to write the
-input's K/V into the reservoir (the clean pass), and an optional boolean mask. Spatial RoPE is
-Wan's as usual; temporal RoPE is applied at the planned positions, so keys live in the reservoir
-without RoPE.
+trainer) hands `PlannedWan` an `AttentionState` (a sampler makes it from the chunk's `Plan`,
+`AttentionState.planned`): the temporal RoPE position of each input frame, the memory frames to read
+from the KV reservoir with their planned positions, whether to write the input's K/V into the
+reservoir (the clean pass), and an optional boolean mask. Spatial RoPE is Wan's as usual; temporal
+RoPE is applied at the planned positions, so keys live in the reservoir without RoPE.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from diffusers import WanTransformer3DModel
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from bench.perf.profiler import Profiler
+from memory_policies import Plan
 
 from .reservoir import KVReservoir
 
@@ -35,6 +36,20 @@ class AttentionState:
     memory_rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
     # times "dit", "attention" and "reservoir_write"; the default is disabled
     profiler: Profiler = field(default_factory=lambda: Profiler(enabled=False), repr=False)
+
+    @classmethod
+    def planned(
+        cls, plan: Plan, reservoir: KVReservoir, profiler: Profiler, positions: Sequence[int] | None = None, **extra
+    ) -> AttentionState:
+        """One DiT forward under `plan`; the input frames sit at the chunk's planned positions unless given."""
+        return cls(
+            positions=plan.current_positions if positions is None else positions,
+            memory_frames=plan.frames,
+            memory_positions=plan.positions,
+            reservoir=reservoir,
+            profiler=profiler,
+            **extra,
+        )
 
     def place(self, rope: torch.nn.Module, height: int, width: int, device: torch.device) -> None:
         """Build the RoPE tables of the input and the memory frames, once per forward for all layers."""

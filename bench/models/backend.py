@@ -27,3 +27,9 @@ class Backend:
     def tokens_per_frame(self) -> int:
         h, w = self.dit.grid(self.latent_shape[1], self.latent_shape[2])
         return h * w
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """A decoder's [-1, 1] video (B, 3, T, H, W) -> the `decode` contract's uint8 (B, T, H, W, 3), on the CPU."""
+    pixels = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 4, 1).cpu().numpy()

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import init_empty_weights
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
 from memory_policies import ConfigError
+
+from .state_dicts import check_keys, preview
 
 FSDP_WRAPPER = "_fsdp_wrapped_module."
 
@@ -73,11 +74,6 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _preview(items: list[str], count: int = 5) -> str:
-    more = f", ... {len(items) - count} more" if len(items) > count else ""
-    return ", ".join(items[:count]) + more
-
-
 def require_file(path: str | Path | None, field: str, expected: str) -> Path:
     if path is None or str(path).strip() == "":
         raise ConfigError(f"{field} is not set: give the local path of {expected}")
@@ -100,7 +96,7 @@ def read_checkpoint(path: Path, field: str, expected: str) -> Any:
 
 def entry(checkpoint: Any, name: str, field: str, path: Path, expected: str) -> dict[str, torch.Tensor]:
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(name), dict):
-        held = _preview([str(k) for k in checkpoint]) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        held = preview([str(k) for k in checkpoint]) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ConfigError(f"{field}: {path} has no '{name}' entry (it holds: {held}); expected {expected}")
     return checkpoint[name]
 
@@ -115,28 +111,11 @@ def wan_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return convert_wan_transformer_to_diffusers(dict(state))
 
 
-def check_keys(
-    want: dict[str, torch.Tensor], state: dict[str, torch.Tensor], field: str, path: Path, expected: str
-) -> None:
-    """Raise one line naming the first missing, unexpected and reshaped keys of `state`, if any."""
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    reshaped = [
-        f"{k} {tuple(state[k].shape)} != {tuple(want[k].shape)}"
-        for k in want
-        if k in state and tuple(state[k].shape) != tuple(want[k].shape)
-    ]
-    problems = [
-        f"{len(found)} {what} ({_preview(found)})"
-        for what, found in (("missing", missing), ("unexpected", unexpected), ("with other shapes", reshaped))
-        if found
-    ]
-    if problems:
-        raise ConfigError(f"{field}: {path} does not fit; keys: {'; '.join(problems)}; expected {expected}")
-
-
 def load_strict(build, state: dict[str, torch.Tensor], field: str, path: Path, expected: str) -> torch.nn.Module:
     """Build the model without allocating its weights, check `state` strictly, and adopt its tensors."""
+    # accelerate is the `real` extra's; imported here, as RELEASES is read on a core install too
+    from accelerate import init_empty_weights
+
     with init_empty_weights():
         model = build()
     check_keys(model.state_dict(), state, field, path, expected)

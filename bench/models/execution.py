@@ -1,5 +1,8 @@
 """Where and how a real backend runs: device, dtype, SDPA kernels, and the casting of weights.
 
+`check_device` / `resolve_device` / `resolve_dtype` and `DTYPES` are the one home of device and dtype
+choices for every part of the harness (model backends, the attention benchmark, config checks).
+
 `auto` means bf16 on CUDA and float32 on the CPU fallback (bf16 matmuls on CPU are slow and the CPU
 path exists for tests). On CUDA with a half dtype the DiT runs its attention under
 `torch.nn.attention.sdpa_kernel` with flash attention first in priority, so a long-video run never
@@ -8,35 +11,46 @@ silently falls back to the math kernel while the flash kernel could run.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.generation.wan_attention import AttentionState, PlannedWan
 from memory_policies import ConfigError
+from memory_policies.plan import check_choice, shown
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` = CUDA when available, else CPU; an explicit CUDA device must exist."""
-    if device == "auto":
+def check_device(field: str, value: object, auto: bool = True) -> str:
+    """`cpu`, `cuda`, `cuda:N` (and `auto` where allowed) naming a device present here; one line otherwise."""
+    allowed = ("auto, " if auto else "") + "cpu, cuda or cuda:N"
+    pattern = r"cpu|cuda(:\d+)?" + ("|auto" if auto else "")
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise ConfigError(f"{field} must be one of {allowed}; got {shown(value)}")
+    if value.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        use = "use auto or cpu" if auto else "use cpu"
+        if not count:
+            raise ConfigError(f"{field}={value} but CUDA is not available here; {use}")
+        if int(value.partition(":")[2] or 0) >= count:
+            raise ConfigError(f"{field}={value} but this machine has {count} CUDA device(s); {use}")
+    return value
+
+
+def resolve_device(device: str, field: str = "model.backend.device") -> torch.device:
+    """`auto` = CUDA when available, else CPU; an explicit CUDA device must exist. `field` names it in errors."""
+    if check_device(field, device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"model.backend.device must be auto, cpu, cuda or cuda:N; got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"model.backend.device={device} but CUDA is not available here; use auto or cpu")
-    return resolved
+    return torch.device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str, device: torch.device, field: str = "model.backend.dtype") -> torch.dtype:
     """`auto` = bfloat16 on CUDA (the releases' inference dtype), float32 on CPU."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ConfigError(f"model.backend.dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-    return DTYPES[dtype]
+    return DTYPES[check_choice(field, dtype, ("auto", *DTYPES))]
 
 
 def sdpa_backends(device: torch.device, dtype: torch.dtype) -> list[SDPBackend]:

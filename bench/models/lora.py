@@ -21,7 +21,8 @@ from peft import (
     set_peft_model_state_dict,
 )
 
-from .checkpoints import LoRA, check_keys, original_wan_keys, wan_to_diffusers
+from .checkpoints import LoRA, original_wan_keys, wan_to_diffusers
+from .state_dicts import check_keys
 
 PEFT_PREFIX = "base_model.model."
 

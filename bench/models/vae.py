@@ -18,6 +18,7 @@ from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
 from memory_policies import ConfigError
 
+from .backend import to_uint8
 from .checkpoints import load_folder, load_strict, read_checkpoint
 from .execution import cast_for_inference
 
@@ -42,12 +43,6 @@ def load_vae(path: Path, original: bool, device: torch.device, dtype: torch.dtyp
         else load_folder(AutoencoderKLWan.from_pretrained, path, field, "Wan VAE", torch_dtype=dtype)
     )
     return cast_for_inference(vae, device, dtype)
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """[-1, 1] video (B, 3, T, H, W) -> uint8 (B, T, H, W, 3) on the CPU."""
-    pixels = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
 class VAEStream:

@@ -16,6 +16,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from memory_policies import ConfigError
+from memory_policies.plan import check_int
 
 from .backend import Backend
 from .checkpoints import (
@@ -150,7 +151,7 @@ def load_wan(
     arch = architecture_of(architecture)
     stride = VAE_STRIDE * arch["patch_size"][1]
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < stride or value % stride:
+        if check_int(f"model.backend.{name}", value, stride) % stride:
             raise ConfigError(f"model.backend.{name} must be a positive multiple of {stride} pixels, got {value!r}")
     run_device = resolve_device(device)
     run_dtype = resolve_dtype(dtype, run_device)

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from functools import partial
 from pathlib import Path
 
-import hydra
 import torch
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import (
@@ -29,22 +27,21 @@ from diffusers.models.transformers.transformer_wan import (
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 
-from bench.cli import instantiate_checked
+from bench.cli import hydra_app, instantiate_checked
 from bench.generation.reservoir import KVReservoir
-from bench.generation.sampler import attention_state
+from bench.generation.sampler import select
 from bench.generation.wan_attention import (
     AttentionState,
     PlannedAttnProcessor,
     StateSlot,
 )
+from bench.models.execution import resolve_device, resolve_dtype
 from bench.runs.outputs import atomic_write_json, provenance
-from memory_policies import ConfigError, MemoryPolicy, Plan
-from memory_policies.plan import check_choice, check_int
+from memory_policies import ConfigError, MemoryPolicy
+from memory_policies.plan import check_int
 
 from .profiler import Profiler
 from .timer import medians_ms
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclasses.dataclass
@@ -67,19 +64,6 @@ class Layer:
         return torch.randn(*shape, device=self.device, dtype=self.dtype)
 
 
-def resolve_device(cfg: DictConfig) -> tuple[torch.device, torch.dtype]:
-    name = check_choice("device", cfg.device, ("auto", "cpu", "cuda"))
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda is not available here; use device=cpu or device=auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    dtype = check_choice("dtype", cfg.dtype, ("auto", *DTYPES))
-    if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" else "float32"
-    return device, DTYPES[dtype]
-
-
 def frame_grid(tokens: int) -> tuple[int, int]:
     """The most square rows x columns with `tokens` cells."""
     rows = max(r for r in range(1, math.isqrt(tokens) + 1) if tokens % r == 0)
@@ -96,10 +80,10 @@ def check(cfg: DictConfig, chunk: int) -> list[int]:
     if cfg.head_dim < 6 or cfg.head_dim % 2:
         raise ConfigError(f"head_dim must be an even integer >= 6 (Wan splits it into 3 RoPE axes), got {cfg.head_dim}")
     frames = cfg.frames
-    if not isinstance(frames, (list, ListConfig)) or not frames or any(
-        isinstance(f, bool) or not isinstance(f, int) or f < chunk for f in frames
-    ):
+    if not isinstance(frames, (list, ListConfig)) or not frames:
         raise ConfigError(f"frames must be a non-empty list of integers >= the chunk ({chunk}), got {frames}")
+    for i, f in enumerate(frames):
+        check_int(f"frames[{i}]", f, chunk)
     if cfg.t % chunk:
         raise ConfigError(f"t must be a multiple of the chunk ({chunk}), got {cfg.t}")
     return sorted(set(frames))
@@ -130,12 +114,6 @@ def filled_reservoir(layer: Layer, policy: MemoryPolicy, t: int) -> KVReservoir:
     return reservoir
 
 
-def select(policy: MemoryPolicy, reservoir: KVReservoir, t: int) -> Plan:
-    """The sampler's per-chunk selection: evict, then plan."""
-    reservoir.keep(policy.retain(reservoir.frames, t))
-    return policy.plan(t, reservoir.view())
-
-
 @dataclasses.dataclass
 class Point:
     """One policy's plan at the benchmarked chunk, ready to time."""
@@ -152,8 +130,8 @@ class Point:
 
 
 def prepare(cfg: DictConfig, layer: Layer, policy: MemoryPolicy) -> Point:
-    reservoir = filled_reservoir(layer, policy, cfg.t)
-    state = attention_state(select(policy, reservoir, cfg.t), reservoir, Profiler(enabled=False))
+    reservoir, untimed = filled_reservoir(layer, policy, cfg.t), Profiler(enabled=False)
+    state = AttentionState.planned(select(policy, reservoir, cfg.t, untimed), reservoir, untimed)
     state.place(layer.rope, *layer.grid, layer.device)
     attn, tokens = layer.block.attn1, layer.tokens_per_frame
     queries = layer.chunk * tokens
@@ -178,8 +156,9 @@ def measure(cfg: DictConfig, layer: Layer, points: dict[str, Point]) -> dict[str
         fns[name, "processor_ms"] = partial(processor, point)
         fns[name, "rope_tables_ms"] = partial(point.state.place, layer.rope, *layer.grid, layer.device)
     times = medians_ms(fns, layer.device, cfg.warmup, cfg.repeats)
+    untimed = Profiler(enabled=False)  # the sampler's step, its section a no-op as in an unprofiled run
     selections = medians_ms(
-        {name: partial(select, point.policy, point.reservoir, cfg.t) for name, point in points.items()},
+        {name: partial(select, point.policy, point.reservoir, cfg.t, untimed) for name, point in points.items()},
         layer.device, 1, cfg.selection_repeats,
     )
     forwards = cfg.steps + 1
@@ -279,7 +258,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if dense_policy.window is None:
         raise ConfigError("dense.window must be an integer for the benchmark (the dense-window ratio needs one)")
     sweep = sorted(set(check(cfg, chunk)) | {dense_policy.window})
-    device, dtype = resolve_device(cfg)
+    device = resolve_device(cfg.device, field="device")
+    dtype = resolve_dtype(cfg.dtype, device, field="dtype")
     torch.manual_seed(cfg.seed)
     layer = build_layer(cfg, chunk, device, dtype)
     points = {f"dense-{f}": prepare(cfg, layer, dataclasses.replace(dense_policy, window=f)) for f in sweep}
@@ -326,14 +306,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="attention")
+@hydra_app("attention")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        result = run(cfg, run_dir)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    result = run(cfg, run_dir)
     print(report(result))
     print(f"attention.json, attention.png: {run_dir}")
 

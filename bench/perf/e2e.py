@@ -9,16 +9,14 @@ the Hydra run directory and prints the speed-up.
 from __future__ import annotations
 
 import statistics
-import sys
 from functools import partial
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bench.cli import instantiate_checked
+from bench.cli import hydra_app, instantiate_checked
 from bench.generation.sampler import ARSampler
 from bench.models.backend import Backend
 from bench.prompts import load_prompts
@@ -127,14 +125,10 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="e2e")
+@hydra_app("e2e")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        result = run(cfg, run_dir)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    result = run(cfg, run_dir)
     print(report(result))
     print(f"e2e.json: {run_dir}")
 

@@ -25,10 +25,11 @@ from .study import in_study
 
 class RunLogger(Protocol):
     def finished(self, summary: dict) -> None:
-        """The run finished; its files (summary.json last) are in place."""
+        """The run finished; its files are in place but summary.json, written only once this returns
+        (a logger that fails leaves the run failed, not complete)."""
 
     def failed(self, error: BaseException) -> None:
-        """The run failed; error.json is in place."""
+        """The run failed; error.json is written once this returns (noting this logger's own failure, if any)."""
 
 
 class LocalLogger:

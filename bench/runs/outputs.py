@@ -1,5 +1,6 @@
-"""A run's files: writing them (atomic JSON, mp4 videos, the provenance every result carries) and
-finding and reading them back (runs under a study folder, per-clip scores)."""
+"""A run's files: writing them (atomic JSON with the user's file mode, mp4 videos, the provenance every
+result carries; a folder that cannot be written is one line) and reading them back (a JSON object
+checked for shape, per-clip scores)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,82 @@ import json
 import os
 import platform
 import re
+import secrets
 import subprocess
-import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import imageio.v2 as imageio
-import numpy as np
 import pandas as pd
 import torch
+
+from memory_policies import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+class OutputError(ConfigError):
+    """A run's folder cannot be written (read-only, full, not a folder); one line naming the path."""
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
-    """uint8 frames (T, H, W, 3) to an H.264 mp4 (near-lossless, yuv444 keeps small sprites' colours)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    writer = imageio.get_writer(
-        tmp, fps=fps, codec="libx264", macro_block_size=1, ffmpeg_log_level="error",
-        output_params=["-crf", "10", "-pix_fmt", "yuv444p", "-preset", "medium"],
-    )
+class UnreadableFile(ValueError):
+    """A result file that cannot be used (missing, truncated, not a JSON object, fields missing); one line naming it."""
+
+
+def os_reason(err: OSError) -> str:
+    """An OSError's reason without its repeated path (or the first line of a library's message)."""
+    return err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing `path` into one OutputError line naming it."""
     try:
-        for frame in frames:
-            writer.append_data(frame)
-    finally:
-        writer.close()
-    os.replace(tmp, path)
+        yield
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {os_reason(err)}") from None
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and a file in it, or raise OutputError."""
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_test.{secrets.token_hex(4)}"
+        probe.touch()
+        probe.unlink()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file. The file is
+    created like any other (mode 0666 less the umask, so 0644 usually), not mkstemp's 0600."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "x") as f:
+                json.dump(obj, f, indent=2, default=str)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def read_json_object(path: Path, required: Sequence[str] = ()) -> dict:
+    """The JSON object in `path`, holding at least the `required` keys, or UnreadableFile naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise UnreadableFile(f"cannot read {path}: {os_reason(err)}") from None
+    except ValueError as err:  # bad JSON or bad UTF-8
+        raise UnreadableFile(f"cannot read {path}: not valid JSON ({str(err).splitlines()[0][:80]})") from None
+    if not isinstance(data, dict):
+        raise UnreadableFile(f"cannot read {path}: expected a JSON object, found a {type(data).__name__}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise UnreadableFile(f"cannot read {path}: it lacks {', '.join(missing)}")
+    return data
 
 
 def video_name(index: int, prompt: str) -> str:
@@ -79,10 +119,6 @@ def provenance(device: torch.device) -> dict:
         "python": platform.python_version(),
         "host": platform.node(),
     }
-
-
-def find_runs(study: Path) -> list[Path]:
-    return sorted({p.parent for name in ("summary.json", "error.json") for p in study.rglob(name)})
 
 
 def clip_scores(metrics: dict) -> pd.DataFrame:

@@ -18,8 +18,10 @@ from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
 from bench.generation.wan_attention import PlannedWan
-from bench.models.backend import Backend
+from bench.models.backend import Backend, to_uint8
+from bench.models.state_dicts import check_keys
 from memory_policies import ConfigError
+from memory_policies.plan import shown
 
 from .data import VOCABULARY
 
@@ -54,12 +56,12 @@ class ToyTextEncoder(torch.nn.Module):
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         ids = torch.zeros(len(prompts), MAX_WORDS, dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            words = re.findall(r"[a-z]+", prompt.lower())
+            words = re.findall(r"[^\W\d_]+", prompt.lower())  # letters of any script: `carré` is one word
             unknown = sorted({w for w in words if w not in self.vocab})
             if not words or unknown:
-                what = f"unknown words {unknown}" if unknown else "no words"
+                what = f"{len(unknown)} unknown word(s), first {shown(unknown[0])}" if unknown else "no words"
                 raise ConfigError(
-                    f"prompts[{row}] {prompt!r} has {what}; the toy model knows: {' '.join(VOCABULARY)}"
+                    f"prompts[{row}] {shown(prompt)} has {what}; the toy model knows: {' '.join(VOCABULARY)}"
                 )
             if len(words) > MAX_WORDS:
                 raise ConfigError(f"prompts[{row}] has {len(words)} words; the toy model reads at most {MAX_WORDS}")
@@ -75,11 +77,14 @@ def build_toy() -> tuple[WanTransformer3DModel, ToyTextEncoder]:
     return WanTransformer3DModel(**DIT_CONFIG), ToyTextEncoder(DIT_CONFIG["text_dim"])
 
 
+def toy_modules(dit: WanTransformer3DModel, text: ToyTextEncoder) -> torch.nn.ModuleDict:
+    """Both toy modules under one state dict, keys `dit.*` and `text.*`: the layout of the weights file."""
+    return torch.nn.ModuleDict({"dit": dit, "text": text})
+
+
 def decode_pixels(latents: torch.Tensor, scale: int = 4) -> np.ndarray:
     """Pixel-space "decoder": [-1, 1] latents (B, 3, F, H, W) -> uint8 (B, F, H*scale, W*scale, 3)."""
-    frames = ((latents.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    frames = frames.permute(0, 2, 3, 4, 1)
-    return frames.repeat_interleave(scale, 2).repeat_interleave(scale, 3).numpy()
+    return to_uint8(latents).repeat(scale, axis=2).repeat(scale, axis=3)
 
 
 def load_toy(weights: str | Path | None = None, video_scale: int = 4, device: str = "cpu") -> Backend:
@@ -94,18 +99,9 @@ def load_toy(weights: str | Path | None = None, video_scale: int = 4, device: st
     except Exception as err:  # safetensors raises several types for corrupt files
         raise ConfigError(f"model.backend.weights: {path} is not a readable safetensors file ({err})") from None
     dit, text = build_toy()
-    for prefix, module in (("dit.", dit), ("text.", text)):
-        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        own = module.state_dict()
-        missing = [k for k in own if k not in part]
-        unexpected = [k for k in part if k not in own]
-        wrong = [k for k, v in part.items() if k in own and own[k].shape != v.shape]
-        if missing or unexpected or wrong:
-            raise ConfigError(
-                f"model.backend.weights: {path} does not hold the toy model "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})"
-            )
-        module.load_state_dict(part, strict=True)
+    both = toy_modules(dit, text)
+    check_keys(both.state_dict(), state, "model.backend.weights", path, "the toy model's weights (dit.* and text.*)")
+    both.load_state_dict(state, strict=True)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return toy_backend(dit, text, video_scale, device, {"weights": str(path), "sha256": digest})
 
@@ -134,7 +130,6 @@ def toy_backend(
 
 
 def save_toy(path: Path, dit: WanTransformer3DModel, text: ToyTextEncoder, metadata: dict) -> None:
-    state = {f"dit.{k}": v.contiguous() for k, v in dit.state_dict().items()}
-    state |= {f"text.{k}": v.contiguous() for k, v in text.state_dict().items()}
+    state = {k: v.contiguous() for k, v in toy_modules(dit, text).state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 import cv2
-import imageio.v3 as iio
 import numpy as np
+
+from bench.runs.videos import read_video
 
 
 def object_mask(frames: np.ndarray, threshold: float = 60.0) -> np.ndarray:
@@ -29,10 +30,10 @@ def object_mask(frames: np.ndarray, threshold: float = 60.0) -> np.ndarray:
 
 def largest_blob_fraction(mask: np.ndarray) -> float:
     """Share of the mask's pixels in its largest 8-connected component (1.0 for one solid sprite)."""
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return 0.0
-    sizes = np.bincount(labels.ravel())[1:]
+    sizes = stats[1:, cv2.CC_STAT_AREA]  # label 0 is the background
     return float(sizes.max() / sizes.sum())
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         videos = sorted((run / "videos").glob("*.mp4"))
         if not videos:
             raise SystemExit(f"error: {run / 'videos'} holds no mp4 files")
-        rows = [[video_stats(w, args.scale) for w in windows(iio.imread(v), args.window)] for v in videos]
+        rows = [[video_stats(w, args.scale) for w in windows(read_video(v)[0], args.window)] for v in videos]
         summary = {
             f"window_{i}": {k: float(np.nanmean([r[i][k] for r in rows])) for k in rows[0][i]}
             for i in range(min(len(r) for r in rows))

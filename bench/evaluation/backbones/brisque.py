@@ -11,10 +11,8 @@ from . import BackboneInfo
 
 
 def _brisque_model():
-    try:
-        from brisque import BRISQUE
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("eval.imaging=brisque needs the brisque wheel: pip install brisque==0.2.0") from err
+    # The `quality` extra; dimensions/imaging_quality.py reports the dimension missing without it.
+    from brisque import BRISQUE
 
     class _NumpyTwoBRISQUE(BRISQUE):
         """brisque 0.2.0 keeps some features as 1-element arrays and float() of those fails on numpy 2;

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backbones import BackboneInfo
+from ..backbones import BackboneInfo
+from .base import Dimension
 
 
 class TemporalFlickering:
@@ -20,3 +21,13 @@ class TemporalFlickering:
         bgr = np.ascontiguousarray(frames[..., ::-1]).astype(np.float32)
         mae = np.array([np.mean(cv2.absdiff(a, b)) for a, b in zip(bgr[:-1], bgr[1:])])
         return (255.0 - np.mean(mae).item()) / 255.0
+
+
+DIMENSION = Dimension(
+    name="temporal_flickering",
+    rule="(255 - mean_i mean |F_i - F_{i+1}|) / 255",
+    vbench_backbone="none (pixel formula)",
+    weights=(),
+    build=lambda builder: TemporalFlickering(),
+    normalization=(0.6293, 1.0),
+)

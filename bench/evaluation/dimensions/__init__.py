@@ -1,0 +1,32 @@
+"""The VBench dimensions, one plugin module each; the registry below is the one list of them.
+Adding a dimension: a module with its `DIMENSION` record, and one line here."""
+
+from __future__ import annotations
+
+from . import (
+    aesthetic_quality,
+    background_consistency,
+    dynamic_degree,
+    imaging_quality,
+    motion_smoothness,
+    subject_consistency,
+    temporal_flickering,
+)
+from .base import Dimension, Missing
+
+# VBench's order of the Quality dimensions.
+REGISTRY: dict[str, Dimension] = {
+    module.DIMENSION.name: module.DIMENSION
+    for module in (
+        subject_consistency,
+        background_consistency,
+        temporal_flickering,
+        motion_smoothness,
+        dynamic_degree,
+        aesthetic_quality,
+        imaging_quality,
+    )
+}
+DIMENSIONS = tuple(REGISTRY)
+
+__all__ = ["DIMENSIONS", "REGISTRY", "Dimension", "Missing"]
