@@ -15,9 +15,11 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import (
     ConfigCompositionException,
     InstantiationException,
@@ -26,7 +28,7 @@ from hydra.errors import (
     SearchPathException,
 )
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from memory_policies import ConfigError
@@ -69,11 +71,40 @@ def describe(err: BaseException) -> str:
     return line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "..."
 
 
+def fail(err: BaseException) -> NoReturn:
+    """Report bad input as its one line and stop with status 2."""
+    print(f"error: {describe(err)}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def reject_added_keys(cfg: DictConfig) -> None:
+    """`+key=value` may add a config group option (`+experiment=...`), never a top-level setting the app
+    does not read: a typo would otherwise run the default it meant to change. For the apps without a
+    schema of their own (bench.run has bench.schema); keys added inside a node (`+relaxed.foo=1`) are
+    refused by `instantiate_checked`."""
+    choices = HydraConfig.get().runtime.choices
+    for text in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False):  # as typed
+        override = OverridesParser.create().parse_override(text)
+        key = override.key_or_group
+        if override.is_add() and "." not in key and key not in choices and key != "hydra":
+            known = ", ".join(str(k) for k in cfg if k != "hydra")
+            raise ConfigError(f"{key} is not a setting of this command (from {text!r}); the settings are: {known}")
+
+
 def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callable[[], T | None]]:
-    """`hydra.main` on `conf/<config_name>.yaml`, bad input reported as one line and exit status 2."""
+    """`hydra.main` on `conf/<config_name>.yaml`, bad input reported as one line and exit status 2, whether
+    Hydra finds it while composing the config or the app finds it while running."""
 
     def decorate(task: Callable[[DictConfig], T]) -> Callable[[], T | None]:
-        app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(task)
+        @functools.wraps(task)
+        def reported(cfg: DictConfig) -> T | None:
+            # Caught here, inside the job, so Hydra adds no "Error executing job" line of its own.
+            try:
+                return task(cfg)
+            except USER_ERRORS as err:
+                fail(err)
+
+        app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(reported)
 
         @functools.wraps(task)
         def main() -> T | None:
@@ -82,8 +113,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callabl
             try:
                 return app()
             except USER_ERRORS as err:
-                print(f"error: {describe(err)}", file=sys.stderr)
-                raise SystemExit(2) from None
+                fail(err)
             finally:
                 if previous is None:
                     os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -96,10 +126,15 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callabl
 
 
 def instantiate_checked(node: DictConfig):
-    """`instantiate`, letting a ConfigError raised by the target through as itself (one line)."""
+    """`instantiate`, letting a ConfigError raised by the target through as itself (one line), and a key
+    the target does not take as one line naming it."""
     try:
         return instantiate(node)
     except InstantiationException as err:
         if isinstance(err.__cause__, (ConfigError, FileNotFoundError)):
             raise err.__cause__ from None
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err.__cause__))
+        if isinstance(err.__cause__, TypeError) and unexpected:
+            where = node._get_full_key(None) or "the config"
+            raise ConfigError(f"{where}.{unexpected[1]} is not a setting of {where} ({node.get('_target_')})") from None
         raise

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.cli import hydra_app
-from bench.evaluation import evaluate_videos, summary_fields
+from bench.evaluation import evaluate_videos, score_lines
 from bench.runs.videos import list_videos
 from memory_policies import ConfigError
 
@@ -44,11 +44,7 @@ def run(cfg: DictConfig) -> Path:
     out = output_path(cfg)
     videos = list_videos(Path(cfg.videos_dir))
     metrics = evaluate_videos(cfg.eval, videos, out)
-    for key, value in summary_fields(metrics).items():
-        if not key.endswith((".backbone", ".exact")):
-            entry = metrics["dimensions"].get(key, {})
-            why = entry.get("backbone") or entry.get("reason")  # what scored it, or why nothing did
-            print(f"{key:24s} {'-' if value is None else f'{value:.4f}'}" + (f"   [{why}]" if why else ""))
+    print("\n".join(score_lines(metrics)))
     return out
 
 

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bench.cli import describe, hydra_app, instantiate_checked
+from bench.cli import USER_ERRORS, describe, hydra_app, instantiate_checked
 from bench.generation.sampler import ARSampler
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
@@ -39,7 +39,6 @@ from bench.runs.state import claimed, clear_results, mark_running, unmark
 from bench.runs.study import completed_summary, in_study
 from bench.runs.videos import write_video
 from bench.schema import validate
-from memory_policies import ConfigError
 
 SECONDS_PER_LATENT_FRAME = 0.25
 
@@ -174,9 +173,6 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
     return summary
 
 
-ONE_LINE_ERRORS = (ConfigError, FileNotFoundError)  # bad input: its message is the whole story
-
-
 def run_in_folder(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one configuration into `run_dir` so that nothing looks complete unless it is; returns the
     summary (an earlier complete run of the same config_hash is kept and returned as it is).
@@ -211,7 +207,7 @@ def record_failure(run_dir: Path, err: Exception, identity: str | None, logger: 
     """Tell the logger, then write error.json and drop the running marker; a logger that fails too is
     recorded in error.json, a folder that takes no file is left to the raised error's one line."""
     record = {"error": str(err), "type": type(err).__name__, "config_hash": identity}
-    if not isinstance(err, ONE_LINE_ERRORS):
+    if not isinstance(err, USER_ERRORS):  # bad input: its message is the whole story
         record["traceback"] = traceback.format_exc()
     try:
         logger.failed(err)
@@ -229,25 +225,23 @@ def main(cfg: DictConfig) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = run_in_folder(cfg, run_dir)
-    except ONE_LINE_ERRORS as err:
-        print(f"error: {describe(err)}", file=sys.stderr)
-        if in_study():  # the study goes on; error.json records this run
-            return None
-        raise SystemExit(2) from None
     except Exception as err:
-        if in_study():
-            print(f"error: {type(err).__name__}: {err} (traceback in {run_dir / 'error.json'})", file=sys.stderr)
-            return None
-        raise
+        if not in_study():
+            raise  # bad input: one line from hydra_app; a bug: its traceback (error.json has it too)
+        # the study goes on; error.json records this run
+        known = isinstance(err, USER_ERRORS)
+        print(f"error: {describe(err)}" if known else f"error: {type(err).__name__}: {err} (traceback in "
+              f"{run_dir / 'error.json'})", file=sys.stderr)
+        return None
     print(f"run directory: {run_dir}")
     print(f"videos: {run_dir / 'videos'}  ({summary['num_videos']} x {summary['seconds']:.0f} s)")
     for key in ("metrics.json", "timing.json", "summary.json", "plan_trace.jsonl"):
         if (run_dir / key).exists():
             print(f"{key}: {run_dir / key}")
-    for key, value in summary.items():
-        if f"{key}.backbone" in summary:
-            shown = "missing (no backbone)" if value is None else f"{value:.4f}"
-            print(f"  {key:24s} {shown:>10s}  {summary[f'{key}.backbone'] or ''}")
+    if (run_dir / "metrics.json").exists():
+        from bench.evaluation import score_lines
+
+        print("\n".join(score_lines(json.loads((run_dir / "metrics.json").read_text()))))
     print(f"  {'latent frames / s':24s} {summary['latent_frames_per_s']:>10.1f}  on {summary['device']}")
     return summary
 

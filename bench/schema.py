@@ -10,11 +10,9 @@ budget larger than the reservoir) stay with the object and run when it is built.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import partial
 
-import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -22,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.cli import describe
 from bench.evaluation.config import validate as check_eval
 from bench.models.checkpoints import RELEASES
-from bench.models.execution import DTYPES
+from bench.models.execution import DTYPES, check_device
 from bench.prompts import MAX_PATH_CHARS, MAX_PROMPTS, check_prompt_list, check_prompts
 from memory_policies import ConfigError
 from memory_policies.plan import (
@@ -53,16 +51,6 @@ OPTIONAL = ("memory", "hydra")  # an experiment's `memory` sweep node; hydra's o
 def check_path(name: str, value: object) -> str | None:
     """A local file or folder path given by the user; null where the loader has a default or none is needed."""
     return check_text(name, value, MAX_PATH_CHARS, nullable=True)
-
-
-def check_device(name: str, value: object, auto: bool) -> str:
-    allowed = ("auto, " if auto else "") + "cpu, cuda or cuda:N"
-    pattern = r"(auto|cpu|cuda(:\d+)?)" if auto else r"(cpu|cuda(:\d+)?)"
-    if not isinstance(value, str) or not re.fullmatch(pattern, value):
-        raise ConfigError(f"{name} must be one of {allowed}; got {shown(value)}")
-    if value.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{name}={value} but CUDA is not available here; use {'auto or ' if auto else ''}cpu")
-    return value
 
 
 def check_mapping(name: str, value: object) -> object:

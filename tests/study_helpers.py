@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
 from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -39,6 +38,5 @@ def tiny(weights: Path, *extra: str) -> list[str]:
 
 def run_in_process(monkeypatch, *overrides: str) -> None:
     """`python -m bench.run <overrides>` in this process (so tests can patch bench.run)."""
-    app = hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")(bench.run.main.__wrapped__)
     monkeypatch.setattr(sys, "argv", ["bench.run", *overrides])
-    app()
+    bench.run.main()

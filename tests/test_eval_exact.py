@@ -197,12 +197,12 @@ def test_unusable_weights_file_is_one_line_naming_it(tmp_path, still_video):
         (
             {"dimensions": ["dynamic_degree", "smoothness"]},
             ConfigError,
-            r"eval.dimensions must be names from subject_consistency, .*got 'smoothness'",
+            r"eval.dimensions must be one of subject_consistency, .*; got 'smoothness'",
         ),
-        ({"flow": "raft"}, ConfigError, "eval.flow must be one of dis, farneback, got 'raft'"),
-        ({"exact": "yes"}, ConfigError, "eval.exact must be one of auto, always, never, got 'yes'"),
+        ({"flow": "raft"}, ConfigError, "eval.flow must be one of dis, farneback; got 'raft'"),
+        ({"exact": "yes"}, ConfigError, "eval.exact must be one of auto, always, never; got 'yes'"),
         ({"weights_dir": "/nonexistent/weights"}, FileNotFoundError, "eval.weights_dir: /nonexistent/weights"),
-        ({"name": "musiq"}, ConfigError, "eval.name must be one of offline, vbench, none, got 'musiq'"),
+        ({"name": "musiq"}, ConfigError, "eval.name must be one of offline, vbench, none; got 'musiq'"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, still_video, overrides, error, match):

@@ -20,7 +20,7 @@ from memory_policies import ConfigError
 
 from .config import validate
 from .dimensions import DIMENSIONS
-from .results import summary_fields
+from .results import score_lines, summary_fields
 
 Evaluation = Callable[[list[Path], Path], dict]  # (videos, metrics.json path) -> metrics
 # The evaluation check_config built, handed to the next evaluate_videos of the same config: the
@@ -69,4 +69,4 @@ def evaluate_videos(cfg: DictConfig, videos: list[Path], out_path: Path) -> dict
     return evaluation(videos, Path(out_path))
 
 
-__all__ = ["DIMENSIONS", "check_config", "evaluate_videos", "summary_fields"]
+__all__ = ["DIMENSIONS", "check_config", "evaluate_videos", "score_lines", "summary_fields"]

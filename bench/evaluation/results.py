@@ -88,3 +88,12 @@ def summary_fields(metrics: dict) -> dict:
     for key in ("quality_score", "quality_score.exact", "average6", "average6.exact"):
         fields[key] = metrics.get(key)
     return fields
+
+
+def score_lines(metrics: dict) -> list[str]:
+    """One printable line per evaluated dimension: its score and what produced it, or why it has none."""
+    lines = []
+    for name, entry in metrics.get("dimensions", {}).items():
+        score = "missing" if entry["score"] is None else f"{entry['score']:.4f}"
+        lines.append(f"  {name:24s} {score:>10s}  {entry['backbone'] or entry.get('reason') or ''}")
+    return lines

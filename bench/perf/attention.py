@@ -27,7 +27,7 @@ from diffusers.models.transformers.transformer_wan import (
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 
-from bench.cli import hydra_app, instantiate_checked
+from bench.cli import hydra_app, instantiate_checked, reject_added_keys
 from bench.generation.reservoir import KVReservoir
 from bench.generation.sampler import select
 from bench.generation.wan_attention import (
@@ -308,6 +308,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 @hydra_app("attention")
 def main(cfg: DictConfig) -> None:
+    reject_added_keys(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     result = run(cfg, run_dir)
     print(report(result))

@@ -16,7 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bench.cli import hydra_app, instantiate_checked
+from bench.cli import hydra_app, instantiate_checked, reject_added_keys
 from bench.generation.sampler import ARSampler
 from bench.models.backend import Backend
 from bench.prompts import load_prompts
@@ -127,6 +127,7 @@ def report(result: dict) -> str:
 
 @hydra_app("e2e")
 def main(cfg: DictConfig) -> None:
+    reject_added_keys(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     result = run(cfg, run_dir)
     print(report(result))
