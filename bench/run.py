@@ -30,6 +30,7 @@ from bench.prompts import load_prompts
 from bench.runs.loggers import LocalLogger, RunLogger, make_logger
 from bench.runs.outputs import (
     OutputError,
+    PlanTrace,
     atomic_write_json,
     provenance,
     video_name,
@@ -85,17 +86,13 @@ def generate_all(
     videos, trace_path = [], run_dir / "plan_trace.jsonl"
     text_all = backend.encode_text(prompts)
     with writing(trace_path), open(trace_path, "w") as trace_file:
+        trace = PlanTrace(trace_file)
         for first in tqdm(range(0, len(prompts), cfg.batch_size), desc="videos", unit="batch"):
             batch = list(range(first, min(first + cfg.batch_size, len(prompts))))
             # Video v's noise is its own stream, seeded seed + v: batch_size changes speed, not videos (the
             # plan is shared, see docs/studies.md), and batch_size=1 draws exactly what earlier versions did.
             generators = [torch.Generator(device=backend.device).manual_seed(cfg.seed + v) for v in batch]
-
-            def trace(chunk: int, t: int, plan) -> None:
-                for v in batch:
-                    row = {"video": video_name(v, prompts[v])[:-4], "chunk": chunk, "t": t} | plan.trace_fields()
-                    trace_file.write(json.dumps(row) + "\n")
-
+            trace.videos = [video_name(v, prompts[v])[:-4] for v in batch]
             latents, _ = sampler.generate(
                 backend, policy, text_all[batch[0] : batch[-1] + 1], cfg.num_latent_frames, generators,
                 trace=trace, profiler=profiler, progress=f"video {first + 1}/{len(prompts)}",

@@ -12,13 +12,14 @@ import secrets
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 import torch
 
-from memory_policies import ConfigError
+from memory_policies import ConfigError, Plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,6 +90,20 @@ def read_json_object(path: Path, required: Sequence[str] = ()) -> dict:
 def video_name(index: int, prompt: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:60]
     return f"{index:03d}_{slug}.mp4"
+
+
+@dataclass
+class PlanTrace:
+    """plan_trace.jsonl's writer: the sampler calls it with each chunk's plan (chunk, t, plan), and it
+    writes one row per video of the batch being generated (`videos`: their names, set per batch)."""
+
+    file: TextIO
+    videos: list[str] = field(default_factory=list)
+
+    def __call__(self, chunk: int, t: int, plan: Plan) -> None:
+        for video in self.videos:
+            row = {"video": video, "chunk": chunk, "t": t} | plan.trace_fields()
+            self.file.write(json.dumps(row) + "\n")
 
 
 def git_commit() -> str:

@@ -142,8 +142,11 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
-    _write(tmp, frames, fps, RUN_VIDEO, ("-preset", "medium"))
-    os.replace(tmp, path)
+    try:
+        _write(tmp, frames, fps, RUN_VIDEO, ("-preset", "medium"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only when writing failed
 
 
 def write_clip(path: Path, frames: np.ndarray, fps: int, reencode: bool) -> None:
