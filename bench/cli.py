@@ -125,11 +125,11 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callabl
     return decorate
 
 
-def instantiate_checked(node: DictConfig):
-    """`instantiate`, letting a ConfigError raised by the target through as itself (one line), and a key
-    the target does not take as one line naming it."""
+def instantiate_checked(node: DictConfig, **given: object):
+    """`instantiate(node, **given)`, letting a ConfigError raised by the target through as itself (one
+    line), and a key the target does not take as one line naming it."""
     try:
-        return instantiate(node)
+        return instantiate(node, **given)
     except InstantiationException as err:
         if isinstance(err.__cause__, (ConfigError, FileNotFoundError)):
             raise err.__cause__ from None

@@ -70,8 +70,8 @@ def without_import_paths(node: object) -> object:
 def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
     """Instantiate and check everything that can be checked before a model is loaded."""
     validate(cfg)  # every field on its own (bench/schema.py); what relates fields is checked as objects are built
-    policy = instantiate_checked(cfg.policy)
     sampler = instantiate_checked(cfg.sampler)
+    policy = instantiate_checked(cfg.policy, chunk=sampler.chunk_frames)  # the chunk's one home is the sampler
     sampler.check(policy, cfg.num_latent_frames)
     if cfg.eval.name != "none":
         from bench.evaluation import check_config

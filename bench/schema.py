@@ -136,11 +136,10 @@ def check_model(model: dict, sampler_cls: type) -> None:
 
 def check_policy(policy: dict, sampler: dict, values: dict) -> None:
     cls = target_class("policy", policy)
-    chunk = sampler.get("chunk_frames", 3)
-    if "chunk" in policy and policy["chunk"] != chunk:  # the chunk has one home, the sampler
+    if "chunk" in policy:  # the chunk has one home, the sampler, which build() hands to the policy
         raise ConfigError(
-            f"policy.chunk is the sampler's chunk: set sampler.chunk_frames (now {chunk}), not policy.chunk "
-            f"(got {shown(policy['chunk'])})"
+            f"policy.chunk is the sampler's chunk: set sampler.chunk_frames (now {sampler.get('chunk_frames')}), "
+            f"not policy.chunk (got {shown(policy['chunk'])})"
         )
     check_fields("policy", policy, cls.FIELDS, HIDDEN_KEYS)
     if "memory" in values and values["memory"] is not None:  # an experiment's sweep node, read by the policy

@@ -77,7 +77,8 @@ def release_calls(num_blocks: int) -> list[dict]:
 def rolling_configs(*overrides):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["model=rolling_forcing", "sampler=rolling", "policy=rolling_forcing", *overrides])
-    return instantiate(cfg.sampler), instantiate(cfg.policy)
+    sampler = instantiate(cfg.sampler)
+    return sampler, instantiate(cfg.policy, chunk=sampler.chunk_frames)
 
 
 def test_windows_levels_memory_and_commits_follow_the_release(random_toy):

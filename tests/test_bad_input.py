@@ -97,7 +97,7 @@ def test_subprocess_exit_status_and_stderr_shape(tmp_path, random_toy_weights):
         ("sampler.renoise=1", "sampler.renoise"),
         ("policy.reservoir=1000000000000", "policy.reservoir"),
         ("sampler.chunk_frames=-1", "sampler.chunk_frames"),
-        ("policy.chunk=4", "sampler.chunk_frames"),
+        ("+policy.chunk=4", "sampler.chunk_frames"),  # the chunk's one home is the sampler
         ("policy.sink=${nope}", "policy.sink"),
         ("seed=${oc.env:RELAXBENCH_NO_SUCH_VAR}", "seed"),
         ("+policy.foo=1", "policy.foo"),
@@ -133,6 +133,7 @@ def test_a_huge_dense_window_is_refused_at_once(tmp_path):
         ("policy=dnse", "Could not find 'policy/dnse'; the options are: attention_sink, dense,"),
         ("policy.sink==", "cannot parse the override 'policy.sink=='"),
         ("policy.nosuch=1", "Could not override 'policy.nosuch'."),
+        ("policy.chunk=4", "Could not override 'policy.chunk'."),  # not a policy setting: sampler.chunk_frames is
     ],
 )
 def test_hydra_composition_errors_are_one_line(override, expected, tmp_path):

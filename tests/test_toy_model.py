@@ -21,7 +21,8 @@ def generate():
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config")
     backend = load_toy(video_scale=1)
-    sampler, policy = instantiate(cfg.sampler), instantiate(cfg.policy)
+    sampler = instantiate(cfg.sampler)
+    policy = instantiate(cfg.policy, chunk=sampler.chunk_frames)
     cache = {}
 
     def run(prompt: str, seed: int) -> np.ndarray:

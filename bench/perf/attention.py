@@ -38,7 +38,7 @@ from bench.generation.wan_attention import (
 from bench.models.execution import resolve_device, resolve_dtype
 from bench.runs.outputs import atomic_write_json, provenance
 from memory_policies import ConfigError, MemoryPolicy
-from memory_policies.plan import check_int
+from memory_policies.plan import MAX_MEMORY_FRAMES, check_int
 
 from .profiler import Profiler
 from .timer import medians_ms
@@ -253,8 +253,8 @@ def report(result: dict) -> str:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    relaxed_policy, dense_policy = instantiate_checked(cfg.relaxed), instantiate_checked(cfg.dense)
-    chunk = relaxed_policy.chunk
+    chunk = check_int("sampler.chunk_frames", cfg.sampler.chunk_frames, 1, MAX_MEMORY_FRAMES)
+    relaxed_policy, dense_policy = (instantiate_checked(cfg[name], chunk=chunk) for name in ("relaxed", "dense"))
     if dense_policy.window is None:
         raise ConfigError("dense.window must be an integer for the benchmark (the dense-window ratio needs one)")
     sweep = sorted(set(check(cfg, chunk)) | {dense_policy.window})

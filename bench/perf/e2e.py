@@ -46,8 +46,10 @@ def generate(
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     check_int("warmup_frames", cfg.warmup_frames, 0)
     check_int("repeats", cfg.repeats, 1)
-    policies: dict[str, MemoryPolicy] = {name: instantiate_checked(node) for name, node in cfg.policies.items()}
     sampler: ARSampler = instantiate_checked(cfg.sampler)
+    policies: dict[str, MemoryPolicy] = {
+        name: instantiate_checked(node, chunk=sampler.chunk_frames) for name, node in cfg.policies.items()
+    }
     prompts = load_prompts(cfg.prompts)
     for policy in policies.values():
         sampler.check(policy, cfg.num_latent_frames)
