@@ -15,12 +15,13 @@ from PIL import Image
 from bench.runs.videos import probe, read_frames
 
 from .load import first_video, one_line
-from .names import DIMENSIONS
+from .names import DIMENSIONS, OWN_METRICS
+from .tables import SPREAD_NOTE
 
 PREVIEW_WIDTH = 256  # pixels; previews are for recognising what a policy does, not for scoring
 RUN_COLUMNS = [
-    "label", "policy", "policy.sink", "policy.history", "policy.tail", "attended_frames", "seconds",
-    *DIMENSIONS, "latent_frames_per_s", "end_to_end_s", "kv_peak_frames", "status", "error", "run_dir",
+    "label", "seed", "policy", "attended_per_chunk", "attended_frames", "seconds", *DIMENSIONS, *OWN_METRICS,
+    "latent_frames_per_s", "end_to_end_s", "kv_peak_frames", "status", "error", "run_dir",
 ]
 
 TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
@@ -45,7 +46,8 @@ figure img { max-width: 100%; border: 1px solid #ddd; }
 
 <h2>Table 1: paper vs measured</h2>
 <p class="note">Scores x100. Paper rows: VBench-Long, 128 MovieGen prompts, Wan2.1-T2V-1.3B, FPS on the authors' GPU.
-Measured rows: this study. The "backbone" row under them says what produced each measured score;
+Measured rows: this study, one row per configuration ({{ spread }}). The "backbone" row under them says
+what produced each measured score;
 only "(VBench)" means the exact VBench kernel.</p>
 <div class="scroll">{{ table1 | safe }}</div>
 
@@ -93,12 +95,15 @@ def preview_frames(video: Path) -> list[tuple[str, str]]:
     return frames
 
 
-def shade_measured(row: pd.Series) -> list[str]:
-    return ["background: #eef4ff" if row["Source"].startswith("measured") else "" for _ in row]
-
-
 def table1_html(table: pd.DataFrame) -> str:
-    return table.style.apply(shade_measured, axis=1).hide(axis="index").to_html()
+    """Measured rows shaded. Columns are styled by position: the "±" headers repeat."""
+    source = list(table.columns).index("Source")
+
+    def shade(row: pd.Series) -> list[str]:
+        return ["background: #eef4ff" if row.iloc[source].startswith("measured") else "" for _ in row]
+
+    positional = table.set_axis(range(table.shape[1]), axis=1)
+    return positional.style.apply(shade, axis=1).relabel_index(list(table.columns), axis=1).hide(axis="index").to_html()
 
 
 def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str, Path], out: Path) -> Path:
@@ -129,6 +134,7 @@ def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str
         made=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         width=PREVIEW_WIDTH,
         table1=table1_html(table),
+        spread=SPREAD_NOTE,
         plots=[(name, data_uri(path.read_bytes(), "image/png")) for name, path in plots.items()],
         runs=shown.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}"),
         errors=problems,

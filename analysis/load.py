@@ -5,6 +5,9 @@ or interrupted when no live process holds its lock); it may sit at any depth (Hy
 subdirectories, several sweeps copied together). Each configuration counts once: runs with the same
 config_hash are one row, the complete one preferred, then the newest.
 
+A configuration repeated over seeds (or any run sharing its label and length) is one *point*: its
+videos are pooled, and the point's number is their mean with an interval (analysis.spread).
+
 A damaged file does not stop the report: a run whose summary.json or error.json cannot be read is a
 row with status "unreadable", and an unreadable timing.json, metrics.json or first video is the
 run's `warning`; each names the file in one line. Only a study with no usable complete run is a
@@ -15,19 +18,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bench.evaluation.scores import AVERAGE6_DIMENSIONS
 from bench.runs.outputs import UnreadableFile, clip_scores, read_json_object
 from bench.runs.state import MARKER, find_runs, run_state
 from bench.runs.videos import probe
 
-from .names import METHODS
+from .names import EVALUATED, METHODS, PAPER_METHODS
 
-# Columns that define a configuration in a study; those that vary name the runs.
+# Columns that define a configuration in a study; those that vary name the runs. The seed is not among
+# them: runs that differ only in seed are more videos of one point.
 SETTINGS_PREFIX = "policy."
-SETTINGS_EXTRA = ("seed",)
+SETTINGS_EXTRA = ("model", "sampler")
 SETTINGS_IGNORED = ("policy.name", "policy.chunk")
+# Config-group choices a run's .hydra/hydra.yaml records that say what it computes beyond its policy.
+CHOICES = ("method", "sampler")
 # What a complete run's summary.json must hold for its row to be read.
 SUMMARY_FIELDS = ("status", "config_hash", "policy", "seconds", "num_latent_frames", "latent_frames_per_s")
 
@@ -100,6 +108,9 @@ def read_run(run_dir: Path, study: Path) -> dict:
             row["fps"] = row["latent_frames_per_s"] * fps * row["seconds"] / row["num_latent_frames"]
         timing = read_optional(run_dir / "timing.json", warnings)
         row |= {f"time.{section}_s": seconds for section, seconds in timing.get("sections_s", {}).items()}
+        attended = [chunk["attended"] for chunk in timing.get("per_chunk", []) if "attended" in chunk]
+        # the steady state: warm-up chunks (relaxed attends densely at first) do not set the x axis
+        row["attended_per_chunk"] = float(np.median(attended)) if attended else row.get("attended_frames")
         read_optional(run_dir / "metrics.json", warnings)  # checked here; load_clips reads its per-clip rows
     else:
         config = run_dir / ".hydra" / "config.yaml"
@@ -110,6 +121,10 @@ def read_run(run_dir: Path, study: Path) -> dict:
     overrides = run_dir / ".hydra" / "overrides.yaml"
     if overrides.exists():
         row["overrides"] = ",".join(OmegaConf.load(overrides))
+    hydra = run_dir / ".hydra" / "hydra.yaml"
+    if hydra.exists():
+        choices = OmegaConf.select(OmegaConf.load(hydra), "hydra.runtime.choices") or {}
+        row |= {group: choices[group] for group in CHOICES if choices.get(group) is not None}
     row["run_dir"] = run_dir.relative_to(study).as_posix()
     row["finished_at"] = pd.Timestamp(stamp, unit="s")
     return row
@@ -121,7 +136,7 @@ def format_value(value: object) -> str:
 
 
 def varied_settings(runs: pd.DataFrame) -> list[str]:
-    """The configuration columns (policy fields, seed) that take more than one value among `runs`."""
+    """The configuration columns (policy fields, model, sampler) that take more than one value among `runs`."""
     return [
         c for c in runs.columns
         if (c.startswith(SETTINGS_PREFIX) or c in SETTINGS_EXTRA) and c not in SETTINGS_IGNORED
@@ -129,18 +144,32 @@ def varied_settings(runs: pd.DataFrame) -> list[str]:
     ]
 
 
+def method_name(row: pd.Series) -> str:
+    """Table 1's method (conf/method/) as the paper names it, else the memory policy's name."""
+    method = row.get("method")
+    if isinstance(method, str):
+        return PAPER_METHODS.get(method, method)
+    return METHODS.get(row["policy"], str(row["policy"]))
+
+
 def add_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """`label`: the method's name plus the settings that vary among that method's runs."""
+    """`group`: the method (a colour in every plot); `label`: the method plus the settings that vary
+    among its runs (the seed excepted); `point`: the label, with the length when the study has several."""
+    named = frame[frame["policy"].notna()]
+    groups = named.apply(method_name, axis=1) if len(named) else pd.Series(dtype=object)
     labels = pd.Series(index=frame.index, dtype=object)
-    for policy, rows in frame.groupby("policy"):
+    for _, rows in named.groupby(groups):
         varied = varied_settings(rows)
         for index, row in rows.iterrows():
-            name = METHODS.get(policy, str(policy))
             detail = ", ".join(
                 f"{c.removeprefix(SETTINGS_PREFIX)}={format_value(row[c])}" for c in varied if pd.notna(row[c])
             )
-            labels[index] = f"{name} ({detail})" if detail else name
-    return frame.assign(label=labels.fillna(frame["run_dir"]))  # a run that failed before naming its policy
+            labels[index] = f"{groups[index]} ({detail})" if detail else groups[index]
+    labels = labels.fillna(frame["run_dir"])  # a run that failed before naming its policy
+    points = labels
+    if frame.loc[frame["status"] == "complete", "seconds"].nunique() > 1:
+        points = labels + frame["seconds"].map(lambda s: f" · {s:g} s" if pd.notna(s) else "")
+    return frame.assign(group=groups.reindex(frame.index).fillna(labels), label=labels, point=points)
 
 
 def load_study(study: Path | str) -> pd.DataFrame:
@@ -174,13 +203,37 @@ def _per_run(frame: pd.DataFrame, study: Path, name: str, read) -> pd.DataFrame:
         except UnreadableFile:  # already the run's `warning`
             continue
         if content is not None:
-            parts.append(read(content).assign(run_dir=run.run_dir, policy=run.policy, label=run.label))
+            parts.append(read(content).assign(
+                run_dir=run.run_dir, policy=run.policy, label=run.label, group=run.group, point=run.point
+            ))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def load_clips(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
     """Per-clip scores of every complete run that was evaluated."""
     return _per_run(frame, study, "metrics.json", clip_scores)
+
+
+def video_scores(metrics: dict) -> pd.DataFrame:
+    """metrics.json's per-video scores (`dimensions.<name>.per_video`) as rows (dimension, video,
+    score), plus each video's Table-1 "average" where it has all six of its dimensions."""
+    rows = [
+        {"dimension": dimension, "video": video, "score": float(score)}
+        for dimension, entry in metrics.get("dimensions", {}).items()
+        for video, score in (entry.get("per_video") or {}).items()
+        if score is not None and dimension in EVALUATED
+    ]
+    scores = pd.DataFrame(rows, columns=["dimension", "video", "score"])
+    six = scores[scores["dimension"].isin(AVERAGE6_DIMENSIONS)].pivot_table("score", "video", "dimension")
+    if set(AVERAGE6_DIMENSIONS) <= set(six.columns):
+        average = six[list(AVERAGE6_DIMENSIONS)].dropna().mean(axis=1)
+        scores = pd.concat([scores, pd.DataFrame({"dimension": "average", "video": average.index, "score": average.values})])
+    return scores.reset_index(drop=True)
+
+
+def load_videos(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
+    """Per-video scores of every complete run that was evaluated: the units of every interval."""
+    return _per_run(frame, study, "metrics.json", video_scores)
 
 
 def load_chunks(frame: pd.DataFrame, study: Path) -> pd.DataFrame:

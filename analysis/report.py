@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from . import html, plots, tables
-from .load import StudyError, load_attention, load_chunks, load_clips, load_study
+from .load import (
+    StudyError,
+    load_attention,
+    load_chunks,
+    load_clips,
+    load_study,
+    load_videos,
+)
 
 
 def report(study: Path, out: Path | None = None) -> dict[str, Path]:
@@ -21,14 +28,15 @@ def report(study: Path, out: Path | None = None) -> dict[str, Path]:
         print(f"warning: {message}", file=sys.stderr)
     out = out or study
     out.mkdir(parents=True, exist_ok=True)
-    table = tables.table1(runs)
+    videos = load_videos(runs, study)
+    table = tables.table1(runs, videos)
     written = {"results.csv": out / "results.csv", "table.md": out / "table.md", "table.tex": out / "table.tex"}
     runs.to_csv(written["results.csv"], index=False)
     note = tables.measured_note(runs)
     written["table.md"].write_text(tables.to_markdown(table, note))
     written["table.tex"].write_text(tables.to_latex(table, note))
     chunks, clips, bench = load_chunks(runs, study), load_clips(runs, study), load_attention(study)
-    figures = plots.all_plots(runs, chunks, clips, bench, out / "plots")
+    figures = plots.all_plots(runs, chunks, clips, videos, bench, out / "plots")
     written |= {f"plots/{name}": path for name, path in figures.items()}
     written["report.html"] = html.render(study, runs, table, figures, out / "report.html")
     return written

@@ -15,22 +15,81 @@ class ConfigError(ValueError):
     """A config value is out of range; the message is one line naming the field and what is allowed."""
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Which reservoir frames the current chunk attends to, and at which temporal RoPE positions.
+Entry = int | str
+"""What a plan attends: an int is a real latent frame in the reservoir; a str names a synthesised
+entry the policy owns (one frame's worth of rows, stored un-roped, e.g. "memrope.long")."""
 
-    `attended` and `current` are `(frame, position)` pairs in attention order. The other fields are
-    diagnostics for the plan trace: the candidates a policy scored, their scores and its choice.
+
+@dataclass(frozen=True)
+class Average:
+    """Synthesised memory: `entry` := the mean of the K (and V) of `sources` over all their frames and
+    tokens (per layer, batch row and head), or, when `rate` < 1 and the entry exists already, the
+    moving average rate * mean + (1 - rate) * entry. Computed in float32 from the sources' K/V
+    before the reservoir evicts them; stored as one frame's worth of rows (the mean on every token)."""
+
+    entry: str
+    sources: tuple[int, ...]
+    rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class TokenSelection:
+    """Re-select a token memory at the chunk's first forward (step 1), per layer and batch row.
+
+    Candidates: every token of `frames` plus the tokens `entry` holds with a reuse count below
+    `max_reuse` (0: no limit). Score of a candidate = <sum of that layer's roped query rows over the
+    clean passes of `query_frames` and the chunk's step-1 forward, its key roped at its position> /
+    (sqrt(head_dim) * heads). The best `budget` frames' worth of tokens (`budget` x tokens per frame
+    rows; fewer if fewer are eligible) replace `entry`, in candidate order, each chosen token's
+    count + 1.
     """
 
-    attended: tuple[tuple[int, int], ...]
+    entry: str
+    frames: tuple[int, ...]
+    budget: int
+    query_frames: tuple[int, ...]
+    max_reuse: int = 0
+
+
+@dataclass(frozen=True)
+class TokenMemory:
+    """Attend the token memory `entry` (per layer and batch row: token rows of past frames, un-roped,
+    each with its source frame), every token at its source frame's position + `shift`; `select`,
+    when set, rebuilds it at this chunk's first forward before anything attends it."""
+
+    entry: str
+    shift: int = 0
+    select: TokenSelection | None = None
+
+
+KeptTokens = tuple[tuple[tuple[tuple[int, int], ...], ...], ...]
+"""Per batch row, per layer: the (source frame, number of tokens) pairs a token memory holds."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which reservoir entries the current chunk attends to, and at which temporal RoPE positions.
+
+    `attended` and `current` are `(entry, position)` pairs in attention order. An entry may appear
+    more than once, at different positions. `current` holds the chunk's own frames; their positions
+    need not be their absolute indices. `synthesise` lists the entries to (re)compute from frames
+    still in the reservoir before it evicts for this chunk. `tokens` is a token memory attended
+    besides them (per layer and batch row, re-selected by the attention layers when it says so).
+    The other fields are diagnostics for the plan trace: the candidates a policy scored, their
+    scores and its choice, and the tokens held after the chunk's first forward.
+    """
+
+    attended: tuple[tuple[Entry, int], ...]
     current: tuple[tuple[int, int], ...]
     candidates: tuple[int, ...] = ()
     scores: tuple[float, ...] = ()
     selected: tuple[int, ...] = ()
+    synthesise: tuple[Average, ...] = ()
+    tokens: TokenMemory | None = None
+    kept_tokens: KeptTokens = ()  # filled by the sampler after the chunk's first forward, for the trace
 
     @property
-    def frames(self) -> list[int]:
+    def frames(self) -> list[Entry]:
         return [f for f, _ in self.attended]
 
     @property
@@ -41,40 +100,61 @@ class Plan:
     def current_positions(self) -> list[int]:
         return [p for _, p in self.current]
 
-    def trace_fields(self) -> dict:
-        return {
+    def trace_fields(self, row: int = 0) -> dict:
+        """The plan trace's fields for batch row `row` (token memories differ per row)."""
+        fields = {
             "attended": [list(a) for a in self.attended],
             "current": [list(c) for c in self.current],
             "candidates": list(self.candidates),
             "scores": [round(float(s), 6) for s in self.scores],
             "selected": list(self.selected),
         }
+        if self.synthesise:  # [entry, source frames, rate] per synthesised entry
+            fields["synthesise"] = [[a.entry, list(a.sources), a.rate] for a in self.synthesise]
+        if self.tokens is not None:  # lists only, like every other field (W&B tables take them as JSON)
+            fields["tokens"] = [self.tokens.entry, self.tokens.shift]
+            select = self.tokens.select
+            if select is not None:  # [frames, budget, query_frames, max_reuse]
+                fields["token_selection"] = [
+                    list(select.frames), select.budget, list(select.query_frames), select.max_reuse
+                ]
+            if self.kept_tokens:  # per layer, the [source frame, tokens] pairs held after step 1
+                fields["kept_tokens"] = [[list(pair) for pair in layer] for layer in self.kept_tokens[row]]
+        return fields
 
 
 @dataclass(frozen=True)
 class ReservoirView:
-    """What a policy may read of the reservoir: the frame ids present and, lazily, key prototypes.
+    """What a policy may read of the reservoir: the ids present and, lazily, key prototypes.
 
+    `frames` are the real latent frames present (sorted), `entries` the synthesised entries present.
     `prototypes(frames)` returns one un-normalised vector per frame (mean of layer-0 pre-RoPE keys
     over tokens and heads, batch element 0); it is only called by policies that score frames.
     """
 
     frames: tuple[int, ...]
     prototypes: Callable[[Sequence[int]], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
+    entries: tuple[str, ...] = ()
 
 
 class MemoryPolicy(Protocol):
+    """Each chunk the sampler asks `plan` (on the reservoir as the previous chunk left it), then
+    computes the plan's synthesised entries, then evicts the frames `retain` does not keep, then
+    writes the chunk's K/V. A policy is pure: the same `t` and view give the same plan."""
+
     name: str
     chunk: int
 
     def max_frames(self) -> int | None:
-        """Most frames the reservoir ever holds, the chunk being written included (None: unbounded)."""
+        """Most entries the reservoir ever holds, the chunk being written and synthesised entries
+        included (None: unbounded)."""
 
     def retain(self, frames: Sequence[int], t: int) -> list[int]:
-        """Frames to keep before the chunk starting at latent frame `t` is planned and written."""
+        """Real frames to keep once the chunk starting at latent frame `t` is planned; synthesised
+        entries are not evicted here."""
 
     def plan(self, t: int, view: ReservoirView) -> Plan:
-        """The attention plan of the chunk starting at latent frame `t`."""
+        """The attention plan of the chunk starting at latent frame `t`, made before `retain` evicts."""
 
 
 def current_chunk(t: int, chunk: int) -> tuple[tuple[int, int], ...]:

@@ -4,14 +4,19 @@ Memory = `sink` first frames + `history` frames selected from the middle of the 
 `tail` newest frames, then the current chunk. The candidate arithmetic runs on frame ids of the
 release's `reservoir`-frame buffer; `store` decides which frames' K/V are actually held:
 `release` holds the whole buffer, `attendable` only the frames a present or future plan can use.
+`selection` is the release's `hist_position_idx`: `scored` (-2, the paper), `uniform` (-1) or
+`fixed` (k = `fixed_index` >= 0). `positions: relative` shifts every position of a chunk by one
+constant so the earliest is 0 (Infinity-RoPE's block-relative indices); RoPE sees only differences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,14 +47,19 @@ class Layout:
     sinks: tuple[int, ...]
     middle: tuple[int, ...]
     tail: tuple[int, ...]
-    candidates: tuple[int, ...]
+    pool: tuple[int, ...]  # the scored candidates, or (when not `scored`) the history itself
+    scored: bool = False
 
     def referenced(self) -> tuple[int, ...]:
         """Every frame this chunk's plan may attend to."""
         if self.warmup:
             return self.buffer
-        middle = self.middle if len(self.middle) <= 1 else self.candidates
-        return tuple(sorted(self.sinks + middle + self.tail))
+        return tuple(sorted(set(self.sinks + self.pool + self.tail)))
+
+
+def uniform_points(length: int, count: int) -> list[int]:
+    """The release's uniform placement: int(linspace(0, length - 1, count + 2)) without its two ends."""
+    return [int(x) for x in np.linspace(0, length - 1, count + 2).astype(int)[1:-1]]
 
 
 @dataclass
@@ -63,7 +73,9 @@ class RelaxedPolicy:
     rope: str = "hybrid"
     warmup: bool = True
     selection: str = "scored"
+    fixed_index: int = 0
     store: str = "release"
+    positions: str = "absolute"
     chunk: int = 3
     name: str = "relaxed"
 
@@ -77,8 +89,10 @@ class RelaxedPolicy:
         "reservoir": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
         "rope": partial(check_choice, allowed=("hybrid", "contiguous")),
         "warmup": check_bool,
-        "selection": partial(check_choice, allowed=("scored", "fixed")),
+        "selection": partial(check_choice, allowed=("scored", "uniform", "fixed")),
+        "fixed_index": FRAMES,
         "store": partial(check_choice, allowed=("release", "attendable")),
+        "positions": partial(check_choice, allowed=("absolute", "relative")),
         "chunk": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
         "name": check_text,
     }
@@ -86,9 +100,15 @@ class RelaxedPolicy:
     def __post_init__(self) -> None:
         for key, check in self.FIELDS.items():
             check(f"policy.{key}", getattr(self, key))
-        if self.history > self.candidates:
+        if self.selection == "scored" and self.history > self.candidates:
             raise ConfigError(
-                f"policy.history must be <= policy.candidates ({self.candidates}), got {self.history}"
+                f"policy.history must be <= policy.candidates ({self.candidates}) with selection=scored, "
+                f"got {self.history}"
+            )
+        if self.selection == "fixed" and self.history and self.fixed_index >= self.history:
+            raise ConfigError(
+                f"policy.fixed_index must be < policy.history ({self.history}) with selection=fixed, "
+                f"got {self.fixed_index}"
             )
         budget = self.sink + self.history + self.tail + self.chunk
         if budget > self.reservoir:
@@ -123,17 +143,35 @@ class RelaxedPolicy:
             return Layout(True, buffer, sinks, (), (), ())
         tail = recent[len(recent) - min(self.tail, len(recent)):]
         middle = recent[: len(recent) - len(tail)]
-        return Layout(False, buffer, sinks, middle, tail, self._candidate_ids(middle))
+        return Layout(False, buffer, sinks, middle, tail, *self._pool(middle))
 
-    def _candidate_ids(self, middle: tuple[int, ...]) -> tuple[int, ...]:
-        """The later half of the middle region, `candidates` points of a linspace, last one dropped."""
+    def _pool(self, middle: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+        """The frames the history comes from, and whether they are to be scored (else they are it).
+
+        As the release's `hist_position_idx` branches do, except that `history = 0` attends none
+        (the release still attends one middle frame in `scored` mode when M <= 1 or C = 1).
+        """
         m = len(middle)
-        if self.history == 0 or m <= 1:
-            return ()
-        start = m // 2
-        count = min(self.candidates, m - start)
-        offsets = np.unique(np.linspace(start, m - 1, count + 1).astype(int))[:-1]
-        return tuple(middle[o] for o in offsets)
+        if self.history == 0:
+            return (), False
+        if self.selection == "scored":
+            if m <= 1:  # the release attends the whole middle region
+                return middle, False
+            start = m // 2  # the later half; C points of a linspace, the last one dropped
+            count = min(self.candidates, m - start)
+            if count == 1:  # the release returns the single offset `start` at once, unscored
+                return (middle[start],), False
+            offsets = np.unique(np.linspace(start, m - 1, count + 1).astype(int))[:-1]
+            return tuple(middle[o] for o in offsets), True
+        if m < self.history:  # fewer middle frames than history: all of them, or one uniform point
+            if self.selection == "uniform":
+                return middle, False
+            points = uniform_points(m, m)
+            return ((middle[points[min(self.fixed_index, len(points) - 1)]],) if points else ()), False
+        points = uniform_points(m, self.history)  # may repeat a frame when m is small, as the release does
+        if self.selection == "uniform":
+            return tuple(middle[o] for o in points), False
+        return (middle[points[self.fixed_index]],), False
 
     def _oldest_referenced(self, t: int) -> int:
         """Oldest non-sink frame the plan of `t` may reference (`t` when none)."""
@@ -177,19 +215,14 @@ class RelaxedPolicy:
             raise RuntimeError(f"reservoir lacks frames {missing[:8]} that the plan of t={t} needs")
         current = current_chunk(t, self.chunk)
         if layout.warmup:
-            return Plan(attended=tuple((f, f) for f in layout.buffer), current=current)
+            return self._placed(Plan(attended=tuple((f, f) for f in layout.buffer), current=current))
 
         scores: tuple[float, ...] = ()
-        if self.history == 0:
-            history: tuple[int, ...] = ()
-        elif len(layout.middle) <= 1:
-            history = layout.middle
-        elif self.selection == "fixed" or not layout.candidates:  # linspace can collapse to nothing
-            history = layout.candidates[: self.history]
-        else:
+        history = layout.pool
+        if layout.scored:
             scores = self._scores(layout, view)
             top = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[: self.history]
-            history = tuple(sorted(layout.candidates[i] for i in top))
+            history = tuple(sorted(layout.pool[i] for i in top))
 
         packed = layout.sinks + history
         if self.rope == "hybrid":
@@ -198,12 +231,23 @@ class RelaxedPolicy:
         else:
             attended = tuple((f, f) for f in packed)
         attended += tuple((f, f) for f in layout.tail)
-        return Plan(attended, current, layout.candidates, scores, tuple(history))
+        return self._placed(Plan(attended, current, layout.pool, scores, history))
+
+    def _placed(self, plan: Plan) -> Plan:
+        """`positions: relative`: every position less the earliest one (attended or current)."""
+        if self.positions == "absolute":
+            return plan
+        shift = min(plan.positions + plan.current_positions)
+        return dataclasses.replace(
+            plan,
+            attended=tuple((f, p - shift) for f, p in plan.attended),
+            current=tuple((f, p - shift) for f, p in plan.current),
+        )
 
     def _scores(self, layout: Layout, view: ReservoirView) -> tuple[float, ...]:
         """r(h) = cos(h, sinks) - lam * cos(h, tail) on L2-normalised key prototypes."""
-        cand = torch.nn.functional.normalize(view.prototypes(layout.candidates).float(), dim=-1)
-        score = torch.zeros(len(layout.candidates))
+        cand = torch.nn.functional.normalize(view.prototypes(layout.pool).float(), dim=-1)
+        score = torch.zeros(len(layout.pool))
         if layout.sinks:
             sink = torch.nn.functional.normalize(view.prototypes(layout.sinks).float().mean(0), dim=-1)
             score += cand @ sink

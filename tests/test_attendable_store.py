@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.generation.reservoir import KVReservoir
-from bench.generation.sampler import ARSampler
+from bench.generation.sampler import ARSampler, select
+from bench.perf.profiler import Profiler
 from memory_policies import RelaxedPolicy
 
 FRAMES_60S = 240
@@ -25,7 +26,7 @@ def frame_keys(frame: int) -> torch.Tensor:
 
 
 def simulate(policy: RelaxedPolicy, num_frames: int) -> tuple[list[dict], int]:
-    """The sampler's per-chunk reservoir protocol (retain, plan, write) on a tiny real `KVReservoir`.
+    """The sampler's per-chunk reservoir protocol (`select`, then write) on a tiny real `KVReservoir`.
 
     Returns the plan trace and the reservoir's peak occupancy; the reservoir raises if the policy
     ever needs more than `max_frames()` slots, and `plan` raises if a planned frame was evicted.
@@ -33,8 +34,7 @@ def simulate(policy: RelaxedPolicy, num_frames: int) -> tuple[list[dict], int]:
     reservoir = KVReservoir(1, 1, 2, 1, 4, capacity=policy.max_frames())
     trace = []
     for t in range(0, num_frames, policy.chunk):
-        reservoir.keep(policy.retain(reservoir.frames, t))
-        trace.append(policy.plan(t, reservoir.view()).trace_fields())
+        trace.append(select(policy, reservoir, t, Profiler(enabled=False)).trace_fields())
         frames = list(range(t, t + policy.chunk))
         reservoir.allocate(frames)
         keys = torch.cat([frame_keys(f) for f in frames], dim=1)
@@ -70,7 +70,8 @@ def relaxed_policies(draw) -> RelaxedPolicy:
         lam=draw(st.sampled_from([0.0, 2.0])),
         rope=draw(st.sampled_from(["hybrid", "contiguous"])),
         warmup=draw(st.booleans()),
-        selection=draw(st.sampled_from(["scored", "fixed"])),
+        selection=draw(st.sampled_from(["scored", "uniform", "fixed"])),
+        fixed_index=draw(st.integers(0, max(history - 1, 0))),
     )
 
 

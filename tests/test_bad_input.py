@@ -130,7 +130,7 @@ def test_a_huge_dense_window_is_refused_at_once(tmp_path):
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("policy=dnse", "Could not find 'policy/dnse'; the options are: attention_sink, dense,"),
+        ("policy=dnse", "Could not find 'policy/dnse'; the options are: attention_sink, deep_forcing, dense,"),
         ("policy.sink==", "cannot parse the override 'policy.sink=='"),
         ("policy.nosuch=1", "Could not override 'policy.nosuch'."),
         ("policy.chunk=4", "Could not override 'policy.chunk'."),  # not a policy setting: sampler.chunk_frames is

@@ -12,11 +12,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.evaluation import evaluate_videos, summary_fields
-from bench.evaluation.dimensions.dynamic_degree import (
-    dynamic_thresholds,
-    sampling_interval,
-)
+from bench.evaluation.dimensions.dynamic_degree import dynamic_thresholds
 from bench.evaluation.dimensions.motion_smoothness import MotionSmoothness
+from bench.evaluation.motion import sampling_interval
 from bench.runs.videos import write_video
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from analysis.load import load_study
 from analysis.report import main as report_main
@@ -31,33 +32,56 @@ BACKBONES = {
 }
 
 
-def write_run(run_dir: Path, policy: str, sink: int | None, dynamic: float, stamp: float, seconds: float = 30.0) -> None:
-    """A complete run as bench.run writes it (summary, timing, metrics with per-clip scores, one video)."""
+def write_complete(
+    run_dir: Path, policy: str, fields: dict, videos: dict[str, dict[str, float]], stamp: float, seconds: float = 30.0,
+    seed: int = 0, attended: list[int] | None = None, method: str | None = None, config_hash: str | None = None,
+) -> None:
+    """A complete run as bench.run writes it: summary, timing (per-chunk rows), metrics with per-video
+    and per-clip scores (clip 1 scores 0.1 lower than clip 0), one video file, and Hydra's record of the
+    config-group choices. `videos`: video name -> dimension -> that video's score."""
     run_dir.mkdir(parents=True)
     frames = np.zeros((8, 16, 16, 3), np.uint8)
     frames[:, 4:8, :, 0] = 200
     write_video(run_dir / "videos" / "000_a_red_square.mp4", frames, 4.0)
-    sizes = {} if sink is None else {"policy.sink": sink, "policy.history": 1, "policy.tail": 1}
-    scores = {d: 0.9 for d in BACKBONES} | {"dynamic_degree": dynamic}
+    attended = attended if attended is not None else list(range(4))
+    dims = sorted({d for scores in videos.values() for d in scores})
+    run_scores = {d: float(np.mean([v[d] for v in videos.values()])) for d in dims}
     summary = {
-        "status": "complete", "config_hash": f"{policy}-{sink}-{seconds}", "run_dir": str(run_dir), "model": "toy",
-        "policy": policy, "policy.name": policy, **sizes, "attended_frames": 4 if sink is None else sink + 2,
-        "num_latent_frames": int(seconds * 4), "seconds": seconds, "seed": 0, "end_to_end_s": 10.0,
+        "status": "complete", "config_hash": config_hash or f"{policy}-{sorted(fields.items())}-{seconds}-{seed}-{method}",
+        "run_dir": str(run_dir), "model": "toy", "policy": policy, "policy.name": policy,
+        **{f"policy.{k}": v for k, v in fields.items()}, "attended_frames": max(attended),
+        "num_latent_frames": int(seconds * 4), "seconds": seconds, "seed": seed, "end_to_end_s": 10.0,
         "latent_frames_per_s": 12.0, "kv_peak_frames": 24, "commit": "abc123", "device": "cpu (test)",
     }
-    for d, (backbone, exact) in BACKBONES.items():
-        summary |= {d: scores[d], f"{d}.backbone": backbone, f"{d}.exact": exact}
-    summary |= {"average6": sum(scores.values()) / 6, "average6.exact": False}
+    for d in dims:
+        backbone, exact = BACKBONES.get(d, ("relaxbench metric on opencv-dis", False))
+        summary |= {d: run_scores[d], f"{d}.backbone": backbone, f"{d}.exact": exact}
+    if set(BACKBONES) <= set(dims):
+        summary |= {"average6": sum(run_scores[d] for d in BACKBONES) / 6, "average6.exact": False}
     metrics = {"dimensions": {  # the format of bench/evaluation/results.py
-        d: {"score": scores[d], "backbone": b, "exact": e,
-            "per_clip": {"000_a_red_square.mp4": {"0": scores[d], "1": scores[d] - 0.1, "2": None}}}
-        for d, (b, e) in BACKBONES.items()
+        d: {"score": run_scores[d], "backbone": summary[f"{d}.backbone"], "exact": summary[f"{d}.exact"],
+            "per_video": {video: scores[d] for video, scores in videos.items()},
+            "per_clip": {video: {"0": scores[d], "1": scores[d] - 0.1, "2": None} for video, scores in videos.items()}}
+        for d in dims
     }}
     timing = {"sections_s": {"denoise": 1.0, "attention": 0.2},
-              "per_chunk": [{"attention": 0.01 * (1 + t), "attended": t, "t": 3 * t} for t in range(4)]}
+              "per_chunk": [{"attention": 0.01 * (1 + a), "dit": 0.05 * (1 + a), "attended": a, "t": 3 * i}
+                            for i, a in enumerate(attended)]}
+    if method is not None:
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "hydra.yaml").write_text(json.dumps(
+            {"hydra": {"runtime": {"choices": {"method": method, "policy": policy, "model": "toy", "hydra/launcher": "basic"}}}}))
     for name, content in (("metrics.json", metrics), ("timing.json", timing), ("summary.json", summary)):
         (run_dir / name).write_text(json.dumps(content))
         os.utime(run_dir / name, (stamp, stamp))
+
+
+def write_run(run_dir: Path, policy: str, sink: int | None, dynamic: float, stamp: float, seconds: float = 30.0) -> None:
+    """A complete run of one video scoring 0.9 on every dimension but dynamic degree."""
+    fields = {} if sink is None else {"sink": sink, "history": 1, "tail": 1}
+    scores = {d: 0.9 for d in BACKBONES} | {"dynamic_degree": dynamic}
+    write_complete(run_dir, policy, fields, {"000_a_red_square.mp4": scores}, stamp, seconds,
+                   config_hash=f"{policy}-{sink}-{seconds}")
 
 
 @pytest.fixture
@@ -84,6 +108,7 @@ def test_study_frame_has_one_row_per_configuration(study):
     assert runs.loc[runs["status"] == "failed", "error"].item().startswith("policy.sink must be")
     assert set(runs["label"].dropna()) >= {"Relax Forcing (sink=0)", "Relax Forcing (sink=2)", "Dense window"}
     assert runs["fps"].dropna().tolist() == [12.0] * 5  # 1 video frame per latent frame at the toy's 4 fps
+    assert runs["attended_per_chunk"].dropna().tolist() == [1.5] * 5  # median of the chunks' 0, 1, 2, 3
 
 
 def test_report_writes_table1_with_paper_numbers_and_backbone_labels(study):
@@ -93,12 +118,16 @@ def test_report_writes_table1_with_paper_numbers_and_backbone_labels(study):
     assert list(blocks) == ["1.5 s", "30 s", "60 s"]
     relax_paper = next(line for line in blocks["30 s"].splitlines() if line.startswith("| Relax Forcing ") and "paper" in line)
     assert "65.67" in relax_paper and "80.87" in relax_paper and "16.33" in relax_paper
+    header = [c.strip() for c in blocks["30 s"].splitlines()[0].strip("|").split("|")]
+    assert header[header.index("Dynamic Degree") + 1] == "±" and header[-1] == "Videos"
     measured = next(line for line in blocks["30 s"].splitlines() if line.startswith("| Relax Forcing (sink=2)"))
-    assert "70.00" in measured and "90.00" in measured and "86.67" in measured and "measured (toy)" in measured
+    cells = dict(zip(header, [c.strip() for c in measured.strip("|").split("|")]))
+    assert cells["Dynamic Degree"] == "70.00" and cells["Subject Consistency"] == "90.00" and cells["Average"] == "86.67"
+    assert cells["Source"] == "measured (toy)" and cells["Videos"] == "1" and cells["±"] == "–"  # one video: no interval
     backbone = next(line for line in blocks["30 s"].splitlines() if "backbone of the measured scores" in line)
-    cells = [c.strip() for c in backbone.strip("|").split("|")]
-    assert "dino_vitb16 (VBench)" in cells and "opencv_dis (not VBench)" in cells
-    assert cells[-1] == "includes substitutes"  # the Average
+    cells = dict(zip(header, [c.strip() for c in backbone.strip("|").split("|")]))
+    assert cells["Subject Consistency"] == "dino_vitb16 (VBench)" and cells["Dynamic Degree"] == "opencv_dis (not VBench)"
+    assert cells["Average"] == "includes substitutes"
     assert all("(VBench)" not in c for c in cells if c.startswith(("brisque", "rife_v4", "opencv_dis")))
     assert "Dense window" in blocks["30 s"] and "Dense window" not in blocks["60 s"]
 
@@ -189,12 +218,30 @@ def test_unusable_study_is_a_one_line_error(tmp_path, capsys, make, message):
     assert exit_info.value.code == 2 and err.startswith("error: ") and message in err and "\n" not in err
 
 
+def screenshot(chromium: str, url: str, png: Path, profile: Path, size: str = "1400,2000") -> np.ndarray:
+    """What headless Chromium shows at `url`, as an RGB array."""
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         f"--screenshot={png}", f"--window-size={size}", url],
+        capture_output=True, timeout=120, check=True,
+    )
+    return np.asarray(Image.open(png).convert("RGB"))
+
+
+def not_blank(image: np.ndarray) -> bool:
+    """More than a uniform page: at least 1 % of the pixels differ from the most common colour."""
+    colours, counts = np.unique(image.reshape(-1, 3), axis=0, return_counts=True)
+    return counts.max() < 0.99 * image.shape[0] * image.shape[1] and len(colours) > 16
+
+
 @pytest.mark.slow
-def test_report_html_renders_in_headless_chromium(study, tmp_path):
+def test_report_html_and_every_plot_render_in_headless_chromium(study, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    page = report(study)["report.html"]
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    written = report(study)
+    page = written["report.html"]
     # A copy with a probe script: it lists images the browser failed to decode.
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", """<script>
@@ -210,10 +257,9 @@ window.addEventListener("load", () => {
     )
     assert 'data-probe="images=19 broken=0"' in result.stdout, result.stderr[-2000:]
     assert "relaxbench study" in result.stdout and "Table 1: paper vs measured" in result.stdout
-    screenshot = tmp_path / "shot.png"
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile2'}",
-         "--window-size=1300,2000", f"--screenshot={screenshot}", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )
-    assert screenshot.stat().st_size > 10_000  # a rendered page, not a blank one
+    assert not_blank(screenshot(chromium, page.as_uri(), tmp_path / "page.png", tmp_path / "profile2"))
+    plots = [path for name, path in written.items() if name.startswith("plots/")]
+    assert len(plots) == 4
+    for plot in plots:  # each plot on its own, as a browser shows the PNG file
+        shot = screenshot(chromium, plot.as_uri(), tmp_path / f"{plot.stem}.png", tmp_path / f"profile-{plot.stem}")
+        assert not_blank(shot), plot.name

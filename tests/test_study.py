@@ -23,10 +23,8 @@ from analysis.report import report
 from bench.runs.state import MARKER, run_state
 from bench.runs.study import StudySummary
 
-ALL_POLICIES = ["dense", "relaxed", "sink", "tail", "attention_sink"]
+# The Table-1, `policies` and size-sweep studies: tests/test_experiments.py.
 EXPERIMENTS = {
-    "table1_30s": ({"policy": ALL_POLICIES}, 120),
-    "table1_60s": ({"policy": ALL_POLICIES}, 240),
     "lambda": ({"policy.lam": ["0.0", "0.5", "1.0", "2.0", "4.0", "8.0"]}, 120),
     "candidates": ({"policy.candidates": ["1", "2", "3", "4", "6", "8"]}, 120),
     "rope": ({"policy.rope": ["hybrid", "contiguous"]}, 120),
@@ -61,7 +59,7 @@ def test_memory_sizes_varies_one_size_at_a_time_around_the_release():
 def test_every_backend_is_one_override_away(model):
     cfg = compose_cfg(["+experiment=table1_60s", "eval=none", f"model={model}"])
     assert cfg.model == compose_cfg([f"model={model}", "eval=none"]).model
-    assert cfg.hydra.sweep.dir == f"outputs/studies/table1_60s_{cfg.model.name}" and cfg.num_latent_frames == 240
+    assert cfg.hydra.sweep.dir == "outputs/studies/table1_60s" and cfg.num_latent_frames == 240
 
 
 # The launcher configs share the plugins' schema names on purpose (see bench/study.py).

@@ -70,23 +70,64 @@ def test_run_writes_the_per_chunk_profile(random_toy_weights, tmp_path):
 
 SMALL_ATTENTION = ["tokens_per_frame=12", "heads=2", "head_dim=16", "ffn_dim=32", "text_tokens=4", "warmup=0",
                    "repeats=1", "selection_repeats=1", "frames=[3,7]"]
+# Attended latent frames at chunk t = 21 (current chunk included), counted from each policy's rule by hand:
+# relaxed 2 sink + 1 history + 1 tail; sink 4; tail 4; attention_sink 3 + 15; longlive 3 + 6; deep_forcing
+# (its first compression) sinks 0-9 + 2 frames' worth of top-C tokens + frame 20; infinity_rope sink 1 +
+# tail 2; rolling_sink frames 3-20 (window 21); memrope 3 sinks + long + short + frames 17-20.
+ATTENDED_AT_21 = {"dense": 21, "relaxed": 7, "sink": 7, "tail": 7, "attention_sink": 21, "longlive": 12,
+                  "deep_forcing": 16, "infinity_rope": 6, "rolling_sink": 21, "memrope": 12}
+# The most K/V (frames' worth) each policy held up to chunk 21: its window, or every frame so far (0-20).
+KV_PEAK_AT_21 = {"dense": 21, "longlive": 12, "deep_forcing": 21, "infinity_rope": 6, "rolling_sink": 21,
+                 "memrope": 12}
 
 
-def test_attention_benchmark_writes_its_results(tmp_path):
+def test_attention_benchmark_measures_every_policy(tmp_path):
     from bench.perf.attention import report, run
 
-    result = run(make_cfg("attention", SMALL_ATTENTION), tmp_path)
+    result = run(make_cfg("attention", [*SMALL_ATTENTION, "t=21"]), tmp_path)
     on_disk = json.loads((tmp_path / "attention.json").read_text())
     assert on_disk["frames"] == [3, 7, 21]  # the dense policy's window is always measured
     for key in ("kernel_ms", "self_attn_ms", "processor_ms", "rope_tables_ms", "selection_ms"):
-        assert len(on_disk[key]) == 3 and all(v > 0 for v in on_disk[key])
-    assert on_disk["dense"]["frames"] == 21 and on_disk["relaxed"]["frames"] == 2 + 1 + 1 + 3
-    estimate = on_disk["relaxed"]["selection_estimate"]
-    assert estimate["chunk_dit_ms"] == pytest.approx(estimate["block_ms"] * 30 * 5)
+        assert len(on_disk[key]) == 3 and all(v >= 0 for v in on_disk[key])
+    policies = on_disk["policies"]
+    assert {name: row["frames"] for name, row in policies.items()} == ATTENDED_AT_21
+    assert policies["deep_forcing"]["keys"] == (10 + 1 + 2 + 3) * 12  # 2 x 12 token rows, not whole frames
+    bytes_per_frame = 2 * 12 * 2 * 16 * 4  # K and V x tokens x heads x head_dim x fp32, one layer
+    for name, frames in KV_PEAK_AT_21.items():
+        assert policies[name]["kv_peak_frames"] == frames, name
+        assert policies[name]["kv_peak_bytes"] == frames * bytes_per_frame * 30, name  # 30 layers
+    forwards = 5
+    for row in policies.values():
+        assert {"kernel_ms", "step1_ms", "processor_ms", "rope_tables_ms", "selection_ms"} <= set(row)
+        amortised = row["rope_tables_ms"] / 30 + row["selection_ms"] / (30 * forwards)
+        assert row["self_attn_ms"] == pytest.approx((row["step1_ms"] + 4 * row["processor_ms"]) / forwards + amortised)
+    estimate = policies["relaxed"]["selection_estimate"]
+    assert estimate["chunk_dit_ms"] == pytest.approx(estimate["block_ms"] * 30 * forwards)
     assert set(on_disk["targets"]) == {"kernel_ratio", "self_attn_ratio", "selection_fraction"}
     assert on_disk["dtype"] == "float32" and on_disk["device"].startswith("cpu")
     assert (tmp_path / "attention.png").stat().st_size > 0
-    assert "dense-21 / relaxed-7 kernel" in report(result)
+    text = report(result)
+    assert "dense-21 / relaxed-7 kernel" in text and all(f"\n{name} " in text for name in ATTENDED_AT_21)
+
+
+def test_attention_benchmark_times_each_first_forward_from_the_same_token_memory(tmp_path, monkeypatch):
+    """Deep Forcing's scoring runs in the chunk's first forward; timing it again must not feed it its own output."""
+    from bench.generation import wan_attention
+    from bench.perf.attention import run
+
+    held = []
+    reselect = wan_attention.PlannedAttnProcessor.reselect
+
+    def recording(self, state, query):
+        held.append(state.reservoir.tokens.find(state.tokens.select.entry, 0))
+        return reselect(self, state, query)
+
+    monkeypatch.setattr(wan_attention.PlannedAttnProcessor, "reselect", recording)
+    run(make_cfg("attention", [*SMALL_ATTENTION, "t=27", "repeats=3"]), tmp_path)
+    # the loop's compression at chunk 21 (nothing held yet), then chunk 27's: once to prepare, once per timed round
+    first, *chunk27 = held
+    assert first is None and len(chunk27) == 1 + 3
+    assert all(rows is chunk27[0] for rows in chunk27)  # every one starts from what chunk 21 kept
 
 
 @pytest.mark.parametrize("override, field", [("frames=[2,7]", "frames"), ("t=10", "t"), ("device=tpu", "device"),

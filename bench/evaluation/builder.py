@@ -34,7 +34,7 @@ class Builder:
         self.weights_dir = Path(settings["weights_dir"]) if settings["weights_dir"] else None
         if self.mode == "always" and self.weights_dir is None:
             raise ConfigError("eval.exact=always needs eval.weights_dir (a folder in VBench's weight layout)")
-        self._networks: dict[str, object] = {}
+        self._shared: dict[str, object] = {}
 
     def exact_path(self, key: str, dimension: str, required: bool = True) -> Path | None:
         """The weights of `key` if the exact kernel is to be used; with eval.exact=always a `required`
@@ -62,18 +62,22 @@ class Builder:
             files = " or ".join(str(path) for path in paths)
             raise ConfigError(f"eval.weights_dir: {files} is not a usable checkpoint ({why})") from err
 
+    def shared(self, key: str, make: Callable[[], object]) -> object:
+        """One instance of `key` for every dimension that asks for it (made by `make` the first time)."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
     def network(self, key: str, path: Path) -> object:
         """The feature network of `key` (DINO or CLIP B/32), shared by every branch that uses it."""
-        if key not in self._networks:
-            from .backbones.clip import ClipFeatures
-            from .backbones.dino import DinoFeatures
+        from .backbones.clip import ClipFeatures
+        from .backbones.dino import DinoFeatures
 
-            make = {
-                "dino_vitb16": lambda: DinoFeatures(path, self.device),
-                "clip_vitb32": lambda: ClipFeatures(path, "vitb32", self.device),
-            }[key]
-            self._networks[key] = self.load(make, path)
-        return self._networks[key]
+        make = {
+            "dino_vitb16": lambda: DinoFeatures(path, self.device),
+            "clip_vitb32": lambda: ClipFeatures(path, "vitb32", self.device),
+        }[key]
+        return self.shared(key, lambda: self.load(make, path))
 
     def no_substitute(self, network: str, keys: tuple[str, ...]) -> Missing:
         where = ", ".join(WEIGHT_FILES[k] for k in keys)

@@ -14,7 +14,7 @@ from bench.models.execution import check_device
 from memory_policies import ConfigError
 from memory_policies.plan import Check, check_bool, check_choice, check_fields, shown
 
-from .dimensions import DIMENSIONS, REGISTRY
+from .dimensions import DIMENSIONS, REGISTRY, VBENCH_DIMENSIONS
 
 EXACT_MODES = ("auto", "always", "never")
 FLOW_CHOICES = ("dis", "farneback")
@@ -23,12 +23,14 @@ IMAGING_CHOICES = ("brisque",)
 FUSION_MODES = ("auto", "off")
 
 
-def dimensions(field: str, value: Any) -> list[str]:
-    allowed = f"a non-empty list of distinct names from {', '.join(DIMENSIONS)}"
+def dimensions(field: str, value: Any, names: tuple[str, ...] = DIMENSIONS) -> list[str]:
+    allowed = f"a non-empty list of distinct names from {', '.join(names)}"
     if not isinstance(value, list) or not value or len(set(map(repr, value))) != len(value):
         raise ConfigError(f"{field} must be {allowed}, got {shown(value)}")
     for name in value:
-        check_choice(field, name, DIMENSIONS)
+        if name in DIMENSIONS and name not in names:
+            raise ConfigError(f"{field}: {name} is relaxbench's own metric, scored by eval=offline only; got it with eval=vbench")
+        check_choice(field, name, names)
     return value
 
 
@@ -82,7 +84,13 @@ FIELDS: dict[str, dict[str, Check]] = {
         "imaging": choice(*IMAGING_CHOICES),
         "fusion": fusion,
     },
-    "vbench": SHARED | {"weights_dir": folder, "python": interpreter, "work_dir": folder},
+    "vbench": SHARED
+    | {
+        "dimensions": partial(dimensions, names=VBENCH_DIMENSIONS),
+        "weights_dir": folder,
+        "python": interpreter,
+        "work_dir": folder,
+    },
     "none": {"name": SHARED["name"]},
 }
 

@@ -11,7 +11,7 @@ import torch
 from bench.runs.outputs import atomic_write_json, provenance
 
 from .backbones import BackboneInfo
-from .dimensions import DIMENSIONS
+from .dimensions import DIMENSIONS, VBENCH_DIMENSIONS
 from .scores import AVERAGE6_DIMENSIONS, average6, quality_score
 
 ClipScores = dict[str, dict[int, float | None]]  # video name -> clip index -> score
@@ -65,7 +65,7 @@ def finish(dimensions: dict[str, dict], clip_settings: dict, evaluator: str, con
         "clip_settings": clip_settings,
         "dimensions": dimensions,
         "quality_score": quality_score(raw),
-        "quality_score.exact": all(exact.get(n) is True for n in DIMENSIONS),
+        "quality_score.exact": all(exact.get(n) is True for n in VBENCH_DIMENSIONS),
         "average6": average6(raw),
         "average6.exact": all(exact.get(n) is True for n in AVERAGE6_DIMENSIONS),
         "config": config,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .dimensions import REGISTRY
+from .dimensions import REGISTRY, VBENCH_DIMENSIONS
 
 # Relax Forcing, Table 1: the plain mean of six raw dimensions (no temporal_flickering), in the
 # paper's column order.
@@ -25,10 +25,10 @@ def quality_score(scores: dict[str, float | None]) -> float | None:
     """Σ weight · (x − Min)/(Max − Min) over VBench's quality dimensions / Σ weights (6.5 for the seven),
     with each dimension's (Min, Max) and weight from its registry entry (VBench's scripts/constant.py),
     as a fraction (papers print x100); None unless all of them are present."""
-    if any(scores.get(name) is None for name in REGISTRY):
+    if any(scores.get(name) is None for name in VBENCH_DIMENSIONS):
         return None
-    total = sum(spec.quality_weight * normalized(name, scores[name]) for name, spec in REGISTRY.items())
-    return total / sum(spec.quality_weight for spec in REGISTRY.values())
+    weights = {name: REGISTRY[name].quality_weight for name in VBENCH_DIMENSIONS}
+    return sum(weight * normalized(name, scores[name]) for name, weight in weights.items()) / sum(weights.values())
 
 
 def average6(scores: dict[str, float | None]) -> float | None:

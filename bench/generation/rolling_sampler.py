@@ -99,6 +99,8 @@ class RollingSampler(ARSampler):
                 noisy[last] = self.noise((batch, channels, n, height, width), generator, backend)
             t = first * n
             plan = select(policy, reservoir, t, profiler)
+            if plan.tokens is not None:  # its selection runs at a chunk's first forward, which a joint window lacks
+                raise ConfigError(f"policy {policy.name} keeps a token-level memory, which the rolling sampler cannot run")
             members = range(first, last + 1)
             levels = [window - c for c in members]  # chunk c entered in window c at level 0
             start = plan.current_positions[-1] + 1

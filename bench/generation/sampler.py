@@ -4,13 +4,13 @@ Self-Forcing's schedule: each chunk of `chunk_frames` latent frames starts from 
 over `steps` (timesteps in [0, 1000], warped by the flow-matching `shift`), predicting x0 from the
 model's velocity (x0 = x_t - sigma * v) and re-noising it with fresh noise to the next level; then a
 clean pass at timestep `context_noise` (0) writes the chunk's K/V into the reservoir. The memory
-policy is consulted once per chunk: `retain` evicts, then `plan` fixes which frames every step,
-every layer and the clean pass of that chunk attend to.
+policy is consulted once per chunk (`select`): `plan` fixes which entries every step, every layer
+and the clean pass of that chunk attend to, then `retain` evicts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Callable, ClassVar, Sequence
 
@@ -38,11 +38,32 @@ Generators = torch.Generator | Sequence[torch.Generator]  # one for the batch, o
 
 
 def select(policy: MemoryPolicy, reservoir: KVReservoir, t: int, profiler: Profiler) -> Plan:
-    """The per-chunk selection step of every sampler (and of the attention benchmark): evict what
-    `policy` no longer keeps before chunk `t`, then plan the chunk; timed as "selection"."""
+    """The per-chunk selection step of every sampler (and of the attention benchmark), timed as
+    "selection": plan chunk `t` on the reservoir as the last chunk left it, compute the plan's
+    synthesised entries while their sources are present, evict what `policy` no longer keeps,
+    then store the synthesised entries."""
     with profiler.section("selection"):
+        plan = policy.plan(t, reservoir.view())
+        synthesised = reservoir.averaged(plan.synthesise)
         reservoir.keep(policy.retain(reservoir.frames, t))
-        return policy.plan(t, reservoir.view())
+        reservoir.store(synthesised)
+        return plan
+
+
+def with_kept_tokens(plan: Plan, reservoir: KVReservoir) -> Plan:
+    """`plan` with what its token memory holds now (per batch row and layer), for the trace."""
+    if plan.tokens is None:
+        return plan
+    return replace(plan, kept_tokens=reservoir.tokens.kept(plan.tokens.entry, reservoir.batch))
+
+
+def attended_frames(plan: Plan, reservoir: KVReservoir) -> float:
+    """Latent frames' worth of memory a chunk attends: its entries plus the rows its token memory
+    holds (layer 0, batch row 0: every layer and row holds the same number at a policy's defaults)."""
+    if plan.tokens is None:
+        return len(plan.attended)
+    rows = reservoir.tokens.get(plan.tokens.entry, 0)
+    return len(plan.attended) + int(rows.valid[0].sum()) / reservoir.frame_shape[0]
 
 
 def flow_sigmas(steps: list[int], shift: float, warp: bool = True) -> list[float]:
@@ -186,8 +207,6 @@ class ARSampler:
         chunks = range(0, num_latent_frames, n)
         for index, t in enumerate(tqdm(chunks, desc=progress, disable=progress is None, leave=False)):
             plan = select(policy, reservoir, t, profiler)
-            if trace is not None:
-                trace(index, t, plan)
 
             def state(**extra) -> AttentionState:
                 return AttentionState.planned(plan, reservoir, profiler, **extra)
@@ -196,11 +215,13 @@ class ARSampler:
             with profiler.section("denoise"):
                 for i, sigma in enumerate(sigmas):
                     timestep = torch.full((batch,), sigma * 1000, device=device)
-                    velocity = dit(x, timestep, text, state())
+                    velocity = dit(x, timestep, text, state(select_tokens=i == 0))  # step 1 selects tokens
                     x0 = x - sigma * velocity
                     if i + 1 < len(sigmas):
                         x = self.renoised(x0, velocity, sigmas[i + 1], generator, backend)
+            if trace is not None:  # after step 1, so that a token memory's selection is known
+                trace(index, t, with_kept_tokens(plan, reservoir))
             with profiler.section("clean_pass"):
                 self.commit(backend, reservoir, x0, t, text, state, generator)
             video[:, :, t : t + n] = x0
-            profiler.end_chunk(t=t, attended=len(plan.attended))
+            profiler.end_chunk(t=t, attended=attended_frames(plan, reservoir))

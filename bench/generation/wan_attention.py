@@ -6,12 +6,18 @@ trainer) hands `PlannedWan` an `AttentionState` (a sampler makes it from the chu
 from the KV reservoir with their planned positions, whether to write the input's K/V into the
 reservoir (the clean pass), and an optional boolean mask. Spatial RoPE is Wan's as usual; temporal
 RoPE is applied at the planned positions, so keys live in the reservoir without RoPE.
+
+A plan's token memory (`Plan.tokens`) is attended after the memory frames, each token row at its
+source frame's position + the plan's shift, per batch row; at the chunk's first forward
+(`select_tokens`) each layer first re-selects it from its own queries (`token_memory`). The clean
+pass also records, per frame and layer, the sum of its roped queries for those selections.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +26,12 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from bench.perf.profiler import Profiler
 from memory_policies import Plan
+from memory_policies.plan import TokenMemory
 
 from .reservoir import KVReservoir
+from .token_memory import TokenRows, token_scores, top_tokens
+
+RopeTables = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -32,8 +42,11 @@ class AttentionState:
     reservoir: KVReservoir | None = None
     write_frames: Sequence[int] = ()  # frame ids under which the input's K/V are stored (clean pass)
     mask: torch.Tensor | None = None  # (queries, keys) boolean, True = attend
-    rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
-    memory_rope: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    tokens: TokenMemory | None = None  # a token memory to attend (after the memory frames)
+    select_tokens: bool = False  # the chunk's first forward: run the token memory's selection first
+    rope: RopeTables | None = field(default=None, repr=False)
+    memory_rope: RopeTables | None = field(default=None, repr=False)
+    rope_at: Callable[[tuple[int, ...]], RopeTables] | None = field(default=None, repr=False)
     # times "dit", "attention" and "reservoir_write"; the default is disabled
     profiler: Profiler = field(default_factory=lambda: Profiler(enabled=False), repr=False)
 
@@ -47,6 +60,7 @@ class AttentionState:
             memory_frames=plan.frames,
             memory_positions=plan.positions,
             reservoir=reservoir,
+            tokens=plan.tokens,
             profiler=profiler,
             **extra,
         )
@@ -56,6 +70,28 @@ class AttentionState:
         self.rope = rope_tables(rope, self.positions, height, width, device)
         if self.memory_frames:
             self.memory_rope = rope_tables(rope, self.memory_positions, height, width, device)
+        if self.tokens is not None:  # token rows need tables at positions known per layer only
+            self.rope_at = memoised(partial(rope_tables, rope, height=height, width=width, device=device))
+
+    def rope_rows(self, x: torch.Tensor, positions: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Rotate token rows x (batch, n, heads, head_dim): row (b, i) is token `token[b, i]` of a
+        frame at temporal position `positions[b, i]`."""
+        unique, inverse = torch.unique(positions, return_inverse=True)
+        cos, sin = self.rope_at(tuple(unique.tolist()))
+        index = inverse * (cos.shape[1] // len(unique)) + token
+        return apply_rope(x, cos[0][index], sin[0][index])
+
+
+def memoised(build: Callable[[tuple[int, ...]], RopeTables]) -> Callable[[tuple[int, ...]], RopeTables]:
+    """`build` computed once per distinct positions (layers of one forward often share them)."""
+    tables: dict[tuple[int, ...], RopeTables] = {}
+
+    def at(positions: tuple[int, ...]) -> RopeTables:
+        if positions not in tables:
+            tables[positions] = build(positions)
+        return tables[positions]
+
+    return at
 
 
 def rope_tables(
@@ -115,17 +151,49 @@ class PlannedAttnProcessor:
 
         cos, sin = state.rope
         query, key = apply_rope(query, cos, sin), apply_rope(key, cos, sin)
+        if state.write_frames:
+            with state.profiler.section("reservoir_write"):
+                state.reservoir.write_queries(self.layer, state.write_frames, query)
+        mask = state.mask
+        if state.tokens is not None:
+            if mask is not None:
+                raise ValueError("an attention mask and a token memory cannot be combined")
+            if state.select_tokens and state.tokens.select is not None:
+                with state.profiler.section("token_selection"):  # inside "attention", like "reservoir_write"
+                    self.reselect(state, query)
+            rows = state.reservoir.tokens.get(state.tokens.entry, self.layer)
+            tok_k = state.rope_rows(rows.k.to(key.dtype), rows.frame + state.tokens.shift, rows.token)
+            if not bool(rows.valid.all()):  # padded rows of some batch row: mask them out
+                visible = torch.ones(key.shape[0], key.shape[1], dtype=torch.bool, device=key.device)
+                mask = torch.cat([rows.valid, visible], dim=1)[:, None, None, :]
+            key = torch.cat([tok_k, key], dim=1)
+            value = torch.cat([rows.v.to(value.dtype), value], dim=1)
         if state.memory_frames:
             mem_k, mem_v = state.reservoir.gather(self.layer, state.memory_frames)
             mem_k = apply_rope(mem_k.to(key.dtype), *state.memory_rope)
             key = torch.cat([mem_k, key], dim=1)
             value = torch.cat([mem_v.to(value.dtype), value], dim=1)
+            if mask is not None and state.tokens is not None:
+                mask = torch.cat([mask.new_ones(*mask.shape[:3], mem_k.shape[1]), mask], dim=-1)
 
         out = F.scaled_dot_product_attention(
-            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=state.mask
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask
         )
         out = out.transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
+
+    def reselect(self, state: AttentionState, query: torch.Tensor) -> None:
+        """Replace this layer's token memory by its `TokenSelection`, scored with the roped step-1 `query`."""
+        select, reservoir = state.tokens.select, state.reservoir
+        k, v = reservoir.gather(self.layer, select.frames)
+        held = reservoir.tokens.find(select.entry, self.layer)  # older than the frames: first, as in the release
+        fresh = TokenRows.of_frames(k, v, list(select.frames))
+        pool = fresh if held is None else TokenRows.cat([held, fresh])
+        keys = state.rope_rows(pool.k.float(), pool.frame + state.tokens.shift, pool.token)
+        query_sum = reservoir.query_sum(self.layer, select.query_frames) + query.float().sum(dim=1)
+        budget = select.budget * reservoir.frame_shape[0]
+        index, kept = top_tokens(token_scores(query_sum, keys), pool.eligible(select.max_reuse), budget)
+        reservoir.tokens.put(select.entry, self.layer, pool.take(index, kept))
 
 
 class PlannedWan(torch.nn.Module):

@@ -29,7 +29,8 @@ class Profiler:
         self.peak_bytes = 0
 
     def record_reservoir(self, peak_frames: int, bytes_per_frame: int) -> None:
-        """Keep the largest KV reservoir occupancy seen over the run."""
+        """Keep the largest KV reservoir occupancy seen over the run, in frames' worth of K/V: real frames,
+        the entries a policy synthesised and its token memories (`KVReservoir.peak_frames`)."""
         self.peak_frames = max(self.peak_frames, peak_frames)
         self.peak_bytes = max(self.peak_bytes, peak_frames * bytes_per_frame)
 

@@ -101,8 +101,8 @@ class PlanTrace:
     videos: list[str] = field(default_factory=list)
 
     def __call__(self, chunk: int, t: int, plan: Plan) -> None:
-        for video in self.videos:
-            row = {"video": video, "chunk": chunk, "t": t} | plan.trace_fields()
+        for i, video in enumerate(self.videos):  # video i is batch row i (its own token memory)
+            row = {"video": video, "chunk": chunk, "t": t} | plan.trace_fields(i)
             self.file.write(json.dumps(row) + "\n")
 
 
