@@ -184,7 +184,8 @@ def load_study(study: Path | str) -> pd.DataFrame:
     preference = frame.assign(complete=frame["status"].eq("complete")).sort_values(["complete", "finished_at"])
     frame = frame.loc[preference.index]
     identity = frame["config_hash"].fillna(frame["run_dir"])
-    order = [c for c in ("seconds", "policy", "policy.sink", "policy.history", "policy.tail", "run_dir") if c in frame]
+    sizes = [c for c in frame if c.startswith("policy.") and pd.api.types.is_numeric_dtype(frame[c])]
+    order = [c for c in ("seconds", "policy") if c in frame] + sizes + ["run_dir"]  # sizes in numeric order
     frame = frame[~identity.duplicated(keep="last")].sort_values(order).reset_index(drop=True)
     if not frame["status"].eq("complete").any():
         counts = ", ".join(f"{n} {status}" for status, n in frame["status"].value_counts().items())

@@ -58,7 +58,8 @@ def backbone_label(backbone: object, exact: object) -> str:
     """What produced a score: only the exact VBench kernel is called VBench."""
     if backbone is None or pd.isna(backbone):
         return "backbone not recorded"
-    return f"{backbone} (VBench)" if exact is True or exact == 1 else f"{backbone} (not VBench)"
+    name = str(backbone).removesuffix(" (VBench)")  # exact backbones already say so in their own name
+    return f"{name} (VBench)" if exact is True or exact == 1 else f"{name} (not VBench)"
 
 
 def backbone_labels(runs: pd.DataFrame, metric: str) -> list[str]:

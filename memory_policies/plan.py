@@ -158,7 +158,7 @@ class MemoryPolicy(Protocol):
 
 
 def current_chunk(t: int, chunk: int) -> tuple[tuple[int, int], ...]:
-    """The chunk's own frames, always at their absolute positions."""
+    """The chunk's own frames at their absolute positions (a policy may place them elsewhere)."""
     return tuple((f, f) for f in range(t, t + chunk))
 
 

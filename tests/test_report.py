@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from analysis.load import load_study
+from analysis.names import backbone_label
 from analysis.report import main as report_main
 from analysis.report import report
 from bench.runs.outputs import clip_scores
@@ -263,3 +264,11 @@ window.addEventListener("load", () => {
     for plot in plots:  # each plot on its own, as a browser shows the PNG file
         shot = screenshot(chromium, plot.as_uri(), tmp_path / f"{plot.stem}.png", tmp_path / f"profile-{plot.stem}")
         assert not_blank(shot), plot.name
+
+
+def test_backbone_labels_say_vbench_once():
+    """Exact backbones carry "(VBench)" in their own names (bench/evaluation/backbones); the label must
+    not repeat it, and a relaxbench metric on an exact backbone is still not VBench."""
+    assert backbone_label("dino-vitb16 (VBench)", True) == "dino-vitb16 (VBench)"
+    assert backbone_label("opencv-dis (substitute for RAFT)", False) == "opencv-dis (substitute for RAFT) (not VBench)"
+    assert backbone_label("relaxbench metric on raft-things", False) == "relaxbench metric on raft-things (not VBench)"

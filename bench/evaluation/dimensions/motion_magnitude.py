@@ -23,7 +23,7 @@ class MotionMagnitude:
     def __init__(self, motions: PairMotions) -> None:
         self.motions = motions
         # never the VBench kernel, whichever flow it runs on
-        self.info = BackboneInfo(f"relaxbench metric on {motions.info.name}", exact=False)
+        self.info = BackboneInfo(f"relaxbench metric on {motions.info.name.removesuffix(' (VBench)')}", exact=False)
 
     def score_clip(self, frames: np.ndarray, fps: int) -> float | None:
         """Mean over sampled pairs of the top-5 % flow magnitude / sqrt(H^2 + W^2); None when fewer
