@@ -15,6 +15,7 @@ from PIL import Image
 from bench.runs.videos import probe, read_frames
 
 from .load import first_video, one_line
+from .long_horizon import NOTE as HORIZON_NOTE
 from .names import DIMENSIONS, OWN_METRICS
 from .tables import SPREAD_NOTE
 
@@ -50,6 +51,11 @@ Measured rows: this study, one row per configuration ({{ spread }}). The "backbo
 what produced each measured score;
 only "(VBench)" means the exact VBench kernel.</p>
 <div class="scroll">{{ table1 | safe }}</div>
+
+<h2>Long-horizon metrics (relaxbench, not VBench)</h2>
+<p class="note">{{ horizon_note }}.</p>
+{% if horizon %}<div class="scroll">{{ horizon | safe }}</div>
+{% else %}<p class="note">No run of this study has long-horizon metrics (eval=offline computes them).</p>{% endif %}
 
 <h2>Plots</h2>
 {% for name, uri in plots %}<figure><img alt="{{ name }}" src="{{ uri }}"><figcaption>{{ name }}</figcaption></figure>
@@ -106,7 +112,9 @@ def table1_html(table: pd.DataFrame) -> str:
     return positional.style.apply(shade, axis=1).relabel_index(list(table.columns), axis=1).hide(axis="index").to_html()
 
 
-def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str, Path], out: Path) -> Path:
+def render(
+    study: Path, runs: pd.DataFrame, table: pd.DataFrame, horizon: pd.DataFrame, plots: dict[str, Path], out: Path
+) -> Path:
     done = runs[runs["status"] == "complete"]
     failed = runs[runs["status"] != "complete"]
     previews = []
@@ -134,6 +142,8 @@ def render(study: Path, runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str
         made=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         width=PREVIEW_WIDTH,
         table1=table1_html(table),
+        horizon=horizon.to_html(index=False) if not horizon.empty else "",
+        horizon_note=HORIZON_NOTE,
         spread=SPREAD_NOTE,
         plots=[(name, data_uri(path.read_bytes(), "image/png")) for name, path in plots.items()],
         runs=shown.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}"),

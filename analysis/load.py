@@ -22,12 +22,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bench.evaluation.clips import CLIP_SECONDS
+from bench.evaluation.long_horizon import DRIFT
+from bench.evaluation.long_horizon import SCALARS as HORIZON_SCALARS
 from bench.evaluation.scores import AVERAGE6_DIMENSIONS
-from bench.runs.outputs import UnreadableFile, clip_scores, read_json_object
+from bench.runs.outputs import PER_CHUNK_FILE, UnreadableFile, clip_scores, read_json_object, read_per_chunk
 from bench.runs.state import MARKER, find_runs, run_state
 from bench.runs.videos import probe
 
-from .names import EVALUATED, METHODS, PAPER_METHODS
+from .names import EVALUATED, METHODS, PAPER_METHODS, SIMILARITY
 
 # Columns that define a configuration in a study; those that vary name the runs. The seed is not among
 # them: runs that differ only in seed are more videos of one point.
@@ -108,9 +111,14 @@ def read_run(run_dir: Path, study: Path) -> dict:
             row["fps"] = row["latent_frames_per_s"] * fps * row["seconds"] / row["num_latent_frames"]
         timing = read_optional(run_dir / "timing.json", warnings)
         row |= {f"time.{section}_s": seconds for section, seconds in timing.get("sections_s", {}).items()}
-        attended = [chunk["attended"] for chunk in timing.get("per_chunk", []) if "attended" in chunk]
+        try:
+            chunks = read_per_chunk(run_dir)
+        except UnreadableFile as err:
+            warnings.append(str(err))
+            chunks = pd.DataFrame()
         # the steady state: warm-up chunks (relaxed attends densely at first) do not set the x axis
-        row["attended_per_chunk"] = float(np.median(attended)) if attended else row.get("attended_frames")
+        attended = chunks["attended"].dropna() if "attended" in chunks else []
+        row["attended_per_chunk"] = float(np.median(attended)) if len(attended) else row.get("attended_frames")
         read_optional(run_dir / "metrics.json", warnings)  # checked here; load_clips reads its per-clip rows
     else:
         config = run_dir / ".hydra" / "config.yaml"
@@ -195,12 +203,16 @@ def load_study(study: Path | str) -> pd.DataFrame:
 
 
 def _per_run(frame: pd.DataFrame, study: Path, name: str, read) -> pd.DataFrame:
-    """Rows from one file of every complete run, tagged with the run's dir, policy and label."""
+    """Rows from one file of every complete run (`read` of its JSON object, or of the run folder for
+    `PER_CHUNK_FILE`), tagged with the run's dir, policy and label."""
     parts = []
     for run in frame[frame["status"] == "complete"].itertuples():
         path = study / run.run_dir / name
         try:
-            content = read_json_object(path) if path.exists() else None
+            if name == PER_CHUNK_FILE:
+                content = read_per_chunk(path.parent)
+            else:
+                content = read_json_object(path) if path.exists() else None
         except UnreadableFile:  # already the run's `warning`
             continue
         if content is not None:
@@ -210,9 +222,49 @@ def _per_run(frame: pd.DataFrame, study: Path, name: str, read) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def clip_series(metrics: dict) -> pd.DataFrame:
+    """metrics.json's per-clip scores plus relaxbench's similarity to the first clip (`long_horizon`)
+    as rows (dimension, video, clip, seconds, score); `seconds` is the clip's centre in the video, from
+    the clip bounds and frame rate metrics.json records (2 s clips back to back when it does not)."""
+    rows = clip_scores(metrics).to_dict("records")
+    for video, entry in ((metrics.get("long_horizon") or {}).get("per_video") or {}).items():
+        rows += [
+            {"dimension": SIMILARITY, "video": video, "clip": clip, "score": float(score)}
+            for clip, score in enumerate(entry.get("series", {}).get(SIMILARITY, []))
+            if score is not None
+        ]
+    recorded = (metrics.get("clip_settings") or {}).get("videos") or {}
+
+    def centre(video: str, clip: int) -> float:
+        info = recorded.get(video)
+        if info is None or clip >= len(info["clips"]):
+            return (clip + 0.5) * CLIP_SECONDS
+        start, stop = info["clips"][clip]
+        return (start + stop) / 2 / info["fps"]
+
+    frame = pd.DataFrame(rows, columns=["dimension", "video", "clip", "score"])
+    return frame.assign(seconds=[centre(v, c) for v, c in zip(frame["video"], frame["clip"])])
+
+
 def load_clips(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
-    """Per-clip scores of every complete run that was evaluated."""
-    return _per_run(frame, study, "metrics.json", clip_scores)
+    """Per-clip scores and similarities, with each clip's time, of every complete run that was evaluated."""
+    return _per_run(frame, study, "metrics.json", clip_series)
+
+
+def horizon_values(metrics: dict) -> pd.DataFrame:
+    """metrics.json's per-video long-horizon metrics as rows (metric, video, score): `delta_drift.<dim>`,
+    `slope_per_min.<dim>`, time_to_freeze_s, frozen_fraction, collapse_fraction; null ones left out."""
+    rows = []
+    for video, entry in ((metrics.get("long_horizon") or {}).get("per_video") or {}).items():
+        values = {f"{key}.{name}": value for key in DRIFT for name, value in entry.get(key, {}).items()}
+        values |= {key: entry.get(key) for key in HORIZON_SCALARS}
+        rows += [{"metric": metric, "video": video, "score": float(v)} for metric, v in values.items() if v is not None]
+    return pd.DataFrame(rows, columns=["metric", "video", "score"])
+
+
+def load_horizon(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
+    """Per-video long-horizon metrics of every complete run evaluated in-process."""
+    return _per_run(frame, study, "metrics.json", horizon_values)
 
 
 def video_scores(metrics: dict) -> pd.DataFrame:
@@ -238,8 +290,8 @@ def load_videos(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
 
 
 def load_chunks(frame: pd.DataFrame, study: Path) -> pd.DataFrame:
-    """timing.json's per-chunk rows (seconds per section, `attended` frames) of every complete run."""
-    return _per_run(frame, study, "timing.json", lambda timing: pd.DataFrame(timing.get("per_chunk", [])))
+    """per_chunk.jsonl's rows (seconds per section, `attended` frames) of every complete run."""
+    return _per_run(frame, study, PER_CHUNK_FILE, lambda rows: rows)
 
 
 def load_attention(study: Path) -> pd.DataFrame:

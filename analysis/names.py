@@ -20,9 +20,14 @@ TITLES = {name: name.replace("_", " ").title() for name in EVALUATED} | {
     "average": "Average",
     "fps": "FPS",
     "latent_frames_per_s": "Latent frames / s",
+    "similarity_to_first": "Similarity to first clip (relaxbench)",
 }
 # Scores are printed x100 (the paper's unit); motion magnitude x100 is % of the frame diagonal.
-UNITS = {"motion_magnitude": "% of diagonal"}
+UNITS = {"motion_magnitude": "% of diagonal", "similarity_to_first": "cosine"}
+# The per-clip series of relaxbench's collapse metric, drawn beside the per-clip dimensions; the
+# summary column that names what computed it.
+SIMILARITY = "similarity_to_first"
+SIMILARITY_BACKBONE = "long_horizon.backbone"
 # Memory policies by name; the model is shown beside them (Source column), as the same policy runs on
 # every backend (dense on Self-Forcing's checkpoint is the paper's "Self Forcing").
 METHODS = {

@@ -9,7 +9,8 @@ reused within a figure), legends outside the data, no per-point text.
 - dynamic_vs_attended: dynamic degree and motion magnitude vs attended latent frames per chunk;
 - attention_vs_attended: per-chunk attention and DiT time vs attended frames (the profiler's
   per-chunk rows), and the `bench.perf.attention` microbenchmark when the study holds an attention.json;
-- clip_drift: each dimension per 2 s clip over the length of the video (drift).
+- clip_drift: each per-clip dimension and relaxbench's similarity to the first clip over the seconds
+  of the video (drift, freeze, collapse).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .names import (
     DIMENSIONS,
     MOTION,
     OWN_METRICS,
+    SIMILARITY,
+    SIMILARITY_BACKBONE,
     TITLES,
     UNITS,
     backbone_labels,
@@ -240,25 +243,37 @@ def plot_attention(chunks: pd.DataFrame, bench: pd.DataFrame, device: str) -> Pl
     return fig, pd.concat(drawn, ignore_index=True) if drawn else bench
 
 
+def series_title(runs: pd.DataFrame, dimension: str) -> str:
+    """A per-clip panel's title: the dimension and its backbone, or the similarity and what computed it."""
+    if dimension != SIMILARITY:
+        return metric_title(runs, dimension)
+    names = runs[SIMILARITY_BACKBONE].dropna().unique() if SIMILARITY_BACKBONE in runs else []
+    return "\n".join(textwrap.wrap(f"{TITLES[SIMILARITY]} [{'; '.join(sorted(names)) or 'backbone not recorded'}]", 48))
+
+
 def plot_clip_drift(clips: pd.DataFrame, done: pd.DataFrame) -> Plot | None:
+    """Each per-clip dimension and the similarity to the first clip against the clip's time in the
+    video (its centre, s): one panel each, points overlaid, bands over videos."""
     if clips.empty:
         return None
-    dimensions = [d for d in (*DIMENSIONS, *OWN_METRICS, "temporal_flickering") if d in set(clips["dimension"])]
+    order = (*DIMENSIONS, *OWN_METRICS, "temporal_flickering", SIMILARITY)
+    dimensions = [d for d in order if d in set(clips["dimension"])]
     dimensions += [d for d in clips["dimension"].unique() if d not in dimensions]
     stats = summarise(clips, ["point", "dimension", "clip"])
     for column in ("mean", "half", "low", "high"):
         stats[column] = stats[column] * stats["dimension"].map(scale)
+    times = clips.groupby(["point", "dimension", "clip"], sort=False)["seconds"].mean().rename("seconds")
+    stats = stats.merge(times.reset_index(), on=["point", "dimension", "clip"])
     palette = colours(list(dict.fromkeys(stats["point"])))
     fig, axes = panels(len(dimensions), 1, len(palette))
     for ax, dimension in zip(axes[:, 0], dimensions):
         for point, curve in stats[stats["dimension"] == dimension].groupby("point", sort=False):
-            curve = curve.sort_values("clip")
-            ax.plot(curve["clip"], curve["mean"], marker=".", color=palette[point], label=point)
-            ax.fill_between(curve["clip"], curve["low"], curve["high"], color=palette[point], alpha=0.15, linewidth=0)
-        ax.set_xlabel("clip (2 s each) over the video", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            curve = curve.sort_values("seconds")
+            ax.plot(curve["seconds"], curve["mean"], marker=".", color=palette[point], label=point)
+            ax.fill_between(curve["seconds"], curve["low"], curve["high"], color=palette[point], alpha=0.15, linewidth=0)
+        ax.set_xlabel("seconds of video (centre of each 2 s clip)", fontsize=8)
         ax.set_ylabel(y_label(dimension), fontsize=8)
-        ax.set_title(metric_title(done, dimension), fontsize=8)
+        ax.set_title(series_title(done, dimension), fontsize=8)
     legend(fig, axes, "point", f"mean over videos per clip; bands: {INTERVAL}")
     return fig, stats
 

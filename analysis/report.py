@@ -1,5 +1,6 @@
 """`python -m analysis.report <study dir> [--out DIR]`: a study's results.csv, table.md, table.tex,
-plots/ (PNG and PDF) and report.html, written into the study folder unless --out says otherwise."""
+long_horizon.csv/.md/.tex, plots/ (PNG and PDF) and report.html, written into the study folder
+unless --out says otherwise."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import html, plots, tables
+from . import html, long_horizon, plots, tables
 from .load import (
     StudyError,
     load_attention,
     load_chunks,
     load_clips,
+    load_horizon,
     load_study,
     load_videos,
 )
@@ -35,10 +37,17 @@ def report(study: Path, out: Path | None = None) -> dict[str, Path]:
     note = tables.measured_note(runs)
     written["table.md"].write_text(tables.to_markdown(table, note))
     written["table.tex"].write_text(tables.to_latex(table, note))
+    horizon = load_horizon(runs, study)
+    stats = long_horizon.horizon_stats(runs, horizon)
+    horizon_table = long_horizon.horizon_table(stats, horizon)
+    written |= {name: out / name for name in ("long_horizon.csv", "long_horizon.md", "long_horizon.tex")}
+    stats.to_csv(written["long_horizon.csv"], index=False)
+    written["long_horizon.md"].write_text(long_horizon.to_markdown(horizon_table))
+    written["long_horizon.tex"].write_text(long_horizon.to_latex(horizon_table))
     chunks, clips, bench = load_chunks(runs, study), load_clips(runs, study), load_attention(study)
     figures = plots.all_plots(runs, chunks, clips, videos, bench, out / "plots")
     written |= {f"plots/{name}": path for name, path in figures.items()}
-    written["report.html"] = html.render(study, runs, table, figures, out / "report.html")
+    written["report.html"] = html.render(study, runs, table, horizon_table, figures, out / "report.html")
     return written
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 import traceback
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -23,12 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from bench.cli import USER_ERRORS, describe, hydra_app, instantiate_checked
-from bench.generation.sampler import ARSampler
+from bench.generation.sampler import SECONDS_PER_LATENT_FRAME, ARSampler
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
 from bench.prompts import load_prompts
 from bench.runs.loggers import LocalLogger, RunLogger, make_logger
 from bench.runs.outputs import (
+    PER_CHUNK_FILE,
     OutputError,
     PlanTrace,
     atomic_write_json,
@@ -38,10 +41,12 @@ from bench.runs.outputs import (
 )
 from bench.runs.state import claimed, clear_results, mark_running, unmark
 from bench.runs.study import completed_summary, in_study
-from bench.runs.videos import write_video
+from bench.runs.videos import VideoWriter
 from bench.schema import validate
+from memory_policies.reach import first_unseen
 
-SECONDS_PER_LATENT_FRAME = 0.25
+log = logging.getLogger(__name__)
+
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -73,6 +78,7 @@ def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
     sampler = instantiate_checked(cfg.sampler)
     policy = instantiate_checked(cfg.policy, chunk=sampler.chunk_frames)  # the chunk's one home is the sampler
     sampler.check(policy, cfg.num_latent_frames)
+    warn_unseen_distances(cfg, policy, sampler)
     if cfg.eval.name != "none":
         from bench.evaluation import check_config
 
@@ -80,9 +86,23 @@ def build(cfg: DictConfig) -> tuple[object, ARSampler, list[str]]:
     return policy, sampler, load_prompts(cfg.prompts)
 
 
+def warn_unseen_distances(cfg: DictConfig, policy, sampler: ARSampler) -> None:
+    """One line when the policy makes the model attend farther back than it was trained to
+    (`model.trained_frames`); relaxbench runs it at any position, the model may not cope."""
+    trained = cfg.model.get("trained_frames")
+    reach = trained and first_unseen(policy, cfg.num_latent_frames, trained, sampler.lookahead)
+    if reach:
+        log.warning(
+            f"policy {policy.name} attends {reach.distance} latent frames back at chunk t={reach.t} (the first such "
+            f"chunk); model {cfg.model.name} saw distances up to {trained - 1} in training (model.trained_frames)"
+        )
+
+
 def generate_all(
     cfg: DictConfig, run_dir: Path, backend: Backend, policy, sampler: ARSampler, prompts: list[str], profiler: Profiler
 ) -> list[Path]:
+    """Every video, streamed: each chunk is decoded and appended to its mp4 as soon as it is generated,
+    and the plan trace is written as it goes, so no tensor or frame array of a whole video is held."""
     videos, trace_path = [], run_dir / "plan_trace.jsonl"
     text_all = backend.encode_text(prompts)
     with writing(trace_path), open(trace_path, "w") as trace_file:
@@ -92,18 +112,24 @@ def generate_all(
             # Video v's noise is its own stream, seeded seed + v: batch_size changes speed, not videos (the
             # plan is shared, see docs/studies.md), and batch_size=1 draws exactly what earlier versions did.
             generators = [torch.Generator(device=backend.device).manual_seed(cfg.seed + v) for v in batch]
-            trace.videos = [video_name(v, prompts[v])[:-4] for v in batch]
-            latents, _ = sampler.generate(
-                backend, policy, text_all[batch[0] : batch[-1] + 1], cfg.num_latent_frames, generators,
-                trace=trace, profiler=profiler, progress=f"video {first + 1}/{len(prompts)}",
-            )
-            with profiler.section("decode"):
-                frames = backend.decode(latents)
-            for row, v in enumerate(batch):
-                path = run_dir / "videos" / video_name(v, prompts[v])
-                with writing(path):
-                    write_video(path, frames[row], backend.fps)
-                videos.append(path)
+            paths = [run_dir / "videos" / video_name(v, prompts[v]) for v in batch]
+            trace.videos = [path.stem for path in paths]
+            text = text_all[batch[0] : batch[-1] + 1]
+            reservoir = sampler.prepare(backend, policy, text, cfg.num_latent_frames)
+            push = backend.decoder()
+            with ExitStack() as stack:
+                writers = [stack.enter_context(VideoWriter(path, backend.fps)) for path in paths]
+                for _, latents in sampler.chunks(
+                    backend, policy, text, cfg.num_latent_frames, reservoir, generators,
+                    trace=trace, profiler=profiler, progress=f"video {first + 1}/{len(prompts)}",
+                ):
+                    with profiler.section("decode"):
+                        frames = push(latents)
+                    with profiler.section("write"):
+                        for writer, rows in zip(writers, frames):
+                            writer.append(rows)
+            profiler.record_reservoir(reservoir)
+            videos += paths
     return videos
 
 
@@ -115,10 +141,12 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     backend: Backend = instantiate_checked(cfg.model.backend)
-    profiler = Profiler(backend.device)
-    start = time.perf_counter()
-    videos = generate_all(cfg, run_dir, backend, policy, sampler, prompts, profiler)
-    generation_s = time.perf_counter() - start
+    chunks_path = run_dir / PER_CHUNK_FILE
+    with writing(chunks_path), open(chunks_path, "w") as chunk_rows:
+        profiler = Profiler(backend.device, rows_to=chunk_rows)
+        start = time.perf_counter()
+        videos = generate_all(cfg, run_dir, backend, policy, sampler, prompts, profiler)
+        generation_s = time.perf_counter() - start
 
     metrics_fields: dict = {}
     if cfg.eval.name != "none":
@@ -135,10 +163,16 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "generation_s": generation_s,
         "latent_frames_per_s": generated / generation_s,
         "sections_s": dict(profiler.totals),
-        "per_chunk": profiler.chunk_rows(),
+        "chunks": profiler.chunks,
+        "per_chunk_file": PER_CHUNK_FILE,  # one JSON row per chunk, written as it ended
         "per_chunk_mean_s": profiler.per_chunk_mean(),
         "kv_peak_frames": profiler.peak_frames,
         "kv_peak_bytes": profiler.peak_bytes,
+        # of those, the most on the device at once (all of them but with store=offload)
+        "kv_device_peak_frames": profiler.device_peak_frames,
+        "kv_device_peak_bytes": profiler.device_peak_bytes,
+        # the chunk's memory K/V gathered and re-roped once for all its forwards (sampler.prepare_memory)
+        "prepared_peak_bytes": profiler.prepared_peak_bytes,
         # all of the device's allocations (weights, activations, reservoir); null on CPU
         "gpu_peak_bytes": torch.cuda.max_memory_allocated(backend.device) if backend.device.type == "cuda" else None,
         "provenance": prov,
@@ -151,7 +185,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "model": backend.name,
         "policy": policy.name,
         **{f"policy.{k}": v for k, v in OmegaConf.to_container(cfg.policy, resolve=True).items() if k != "_target_"},
-        "attended_frames": max(row["attended"] for row in profiler.chunk_rows()),
+        "attended_frames": profiler.max_attended,
         "num_latent_frames": cfg.num_latent_frames,
         "seconds": cfg.num_latent_frames * SECONDS_PER_LATENT_FRAME,
         "video_fps": backend.fps,
@@ -164,6 +198,8 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict:
         "latent_frames_per_s": timing["latent_frames_per_s"],
         "kv_peak_frames": timing["kv_peak_frames"],
         "kv_peak_bytes": timing["kv_peak_bytes"],
+        "kv_device_peak_frames": timing["kv_device_peak_frames"],
+        "prepared_peak_bytes": timing["prepared_peak_bytes"],
         "commit": prov["commit"],
         "device": prov["device"],
     }
@@ -232,7 +268,7 @@ def main(cfg: DictConfig) -> dict | None:
         return None
     print(f"run directory: {run_dir}")
     print(f"videos: {run_dir / 'videos'}  ({summary['num_videos']} x {summary['seconds']:.0f} s)")
-    for key in ("metrics.json", "timing.json", "summary.json", "plan_trace.jsonl"):
+    for key in ("metrics.json", "timing.json", PER_CHUNK_FILE, "summary.json", "plan_trace.jsonl"):
         if (run_dir / key).exists():
             print(f"{key}: {run_dir / key}")
     if (run_dir / "metrics.json").exists():

@@ -125,6 +125,7 @@ def check_model(model: dict, sampler_cls: type) -> None:
         "name": check_text,
         **{key: sampler_cls.FIELDS[key] for key in ("steps", "shift", "warp", "renoise")},
         "default_prompts": check_prompt_list,
+        "trained_frames": partial(check_int, low=1, high=MAX_LATENT_FRAMES),
     }
     check_fields("model", model, fields, extra=("backend",))
     backend = group(model, "backend") if "backend" in model else {}

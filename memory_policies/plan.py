@@ -156,6 +156,9 @@ class MemoryPolicy(Protocol):
     def plan(self, t: int, view: ReservoirView) -> Plan:
         """The attention plan of the chunk starting at latent frame `t`, made before `retain` evicts."""
 
+    # Optional: `device_frames() -> int | None`, how many of the held entries must be on the device at
+    # once; a number makes the sampler keep the rest in host memory (`bench.generation.offload`).
+
 
 def current_chunk(t: int, chunk: int) -> tuple[tuple[int, int], ...]:
     """The chunk's own frames at their absolute positions (a policy may place them elsewhere)."""

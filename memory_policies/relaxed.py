@@ -3,7 +3,9 @@
 Memory = `sink` first frames + `history` frames selected from the middle of the reservoir +
 `tail` newest frames, then the current chunk. The candidate arithmetic runs on frame ids of the
 release's `reservoir`-frame buffer; `store` decides which frames' K/V are actually held:
-`release` holds the whole buffer, `attendable` only the frames a present or future plan can use.
+`release` holds the whole buffer, `attendable` (the default) only the frames a present or future
+plan can use, `offload` the same frames but only a plan's worth of them on the device, the rest in
+host memory (`device_frames`).
 `selection` is the release's `hist_position_idx`: `scored` (-2, the paper), `uniform` (-1) or
 `fixed` (k = `fixed_index` >= 0). `positions: relative` shifts every position of a chunk by one
 constant so the earliest is 0 (Infinity-RoPE's block-relative indices); RoPE sees only differences.
@@ -74,7 +76,7 @@ class RelaxedPolicy:
     warmup: bool = True
     selection: str = "scored"
     fixed_index: int = 0
-    store: str = "release"
+    store: str = "attendable"
     positions: str = "absolute"
     chunk: int = 3
     name: str = "relaxed"
@@ -91,7 +93,7 @@ class RelaxedPolicy:
         "warmup": check_bool,
         "selection": partial(check_choice, allowed=("scored", "uniform", "fixed")),
         "fixed_index": FRAMES,
-        "store": partial(check_choice, allowed=("release", "attendable")),
+        "store": partial(check_choice, allowed=("release", "attendable", "offload")),
         "positions": partial(check_choice, allowed=("absolute", "relative")),
         "chunk": partial(check_int, low=1, high=MAX_MEMORY_FRAMES),
         "name": check_text,
@@ -129,6 +131,32 @@ class RelaxedPolicy:
         horizon = range(0, 2 * self.reservoir + 2 * self.chunk, self.chunk)
         oldest = self._oldest_needed_each(horizon)
         return max(min(self.sink, t) + max(0, t - max(oldest[t], self.sink)) for t in horizon) + self.chunk
+
+    def device_frames(self) -> int | None:
+        """With `store=offload`, the device slots the reservoir needs (None: every held frame on the
+        device): one chunk's plan, the chunk being written, and the next chunk's plan fetched ahead
+        during that chunk's clean pass. A bound over the same horizon as `max_frames`: the frames of
+        two consecutive layouts that are not selected history, plus the history each may attend."""
+        if self.store != "offload":
+            return None
+        horizon = range(0, 2 * self.reservoir + 2 * self.chunk, self.chunk)
+        return max(self._resident(t) for t in horizon)
+
+    def _resident(self, t: int) -> int:
+        here, ahead = self.layout(t), self.layout(t + self.chunk)
+        fixed = set(self._fixed(here)) | set(self._fixed(ahead)) | set(range(t, t + self.chunk))
+        return len(fixed) + self._selected(here) + self._selected(ahead)
+
+    @staticmethod
+    def _fixed(layout: Layout) -> tuple[int, ...]:
+        """The frames a plan of `layout` attends whatever the scores."""
+        return layout.buffer if layout.warmup else layout.sinks + layout.tail
+
+    def _selected(self, layout: Layout) -> int:
+        """How many history frames a plan of `layout` attends (at most)."""
+        if layout.warmup:
+            return 0
+        return min(self.history, len(layout.pool)) if layout.scored else len(layout.pool)
 
     def layout(self, t: int) -> Layout:
         # The release writes (and evicts for) the chunk before it selects: `reservoir - chunk`

@@ -86,7 +86,7 @@ def test_lambda_changes_the_choice():
 
 
 def test_steady_state_at_capacity_120():
-    p = RelaxedPolicy()
+    p = RelaxedPolicy(store="release")
     t = 240
     present = p.retain(range(t), t)
     assert present == [0, 1] + list(range(t - 115, t))  # sinks + newest 115 (chunk's 3 slots evicted first)
@@ -196,7 +196,7 @@ def test_sink_only_and_tail_only():
     tail = RelaxedPolicy(sink=0, history=0, tail=4, warmup=False, name="tail")
     plan = tail.plan(30, view_of(tail.retain(range(30), 30)))
     assert plan.attended == ((26, 26), (27, 27), (28, 28), (29, 29))
-    assert tail.max_frames() == 120 and RelaxedPolicy(sink=0, history=0, tail=4, store="attendable").max_frames() == 7
+    assert tail.max_frames() == 7 and RelaxedPolicy(sink=0, history=0, tail=4, store="release").max_frames() == 120
 
 
 def test_dense_window_21():

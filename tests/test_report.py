@@ -65,9 +65,10 @@ def write_complete(
             "per_clip": {video: {"0": scores[d], "1": scores[d] - 0.1, "2": None} for video, scores in videos.items()}}
         for d in dims
     }}
-    timing = {"sections_s": {"denoise": 1.0, "attention": 0.2},
-              "per_chunk": [{"attention": 0.01 * (1 + a), "dit": 0.05 * (1 + a), "attended": a, "t": 3 * i}
-                            for i, a in enumerate(attended)]}
+    timing = {"sections_s": {"denoise": 1.0, "attention": 0.2}, "chunks": len(attended)}
+    (run_dir / "per_chunk.jsonl").write_text("".join(
+        json.dumps({"attention": 0.01 * (1 + a), "dit": 0.05 * (1 + a), "attended": a, "t": 3 * i}) + "\n"
+        for i, a in enumerate(attended)))
     if method is not None:
         (run_dir / ".hydra").mkdir()
         (run_dir / ".hydra" / "hydra.yaml").write_text(json.dumps(

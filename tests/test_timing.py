@@ -39,11 +39,15 @@ def test_profiling_changes_no_output_and_nests_its_sections(random_toy):
     assert [set(row) for row in off.chunk_rows()] == [{"t", "attended"}] * 5 and not off.totals
     rows = on.chunk_rows()
     assert [row["t"] for row in rows] == [0, 3, 6, 9, 12]  # 15 frames in chunks of 3
+    assert set(rows[0]) == SECTIONS | {"t", "attended"}  # chunk 0 attends no memory: nothing to gather
+    for row in rows[1:]:
+        assert set(row) == SECTIONS | {"memory_kv", "t", "attended"}
+        assert 0 < row["memory_kv"] <= row["attention"]
     for row in rows:
-        assert set(row) == SECTIONS | {"t", "attended"}
         assert 0 < row["reservoir_write"] <= row["attention"] <= row["dit"] <= row["denoise"] + row["clean_pass"]
     # the run's totals and its per-chunk rows are kept apart; the mean per chunk agrees with the rows
-    assert on.per_chunk_mean() == pytest.approx({k: sum(row[k] for row in rows) / 5 for k in SECTIONS})
+    sections = SECTIONS | {"memory_kv"}
+    assert on.per_chunk_mean() == pytest.approx({k: sum(row.get(k, 0) for row in rows) / 5 for k in sections})
 
 
 def test_candidates_are_timed_round_robin_in_abba_order_after_warmup():
@@ -63,9 +67,12 @@ def test_run_writes_the_per_chunk_profile(random_toy_weights, tmp_path):
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert {"end_to_end_s", "generation_s", "latent_frames_per_s", "kv_peak_frames", "kv_peak_bytes"} <= set(timing)
     assert SECTIONS | {"decode"} <= set(timing["sections_s"]) == set(timing["per_chunk_mean_s"])
-    assert [set(row) for row in timing["per_chunk"]] == [SECTIONS | {"t", "attended"}] * 4
+    rows = [json.loads(line) for line in (tmp_path / timing["per_chunk_file"]).read_text().splitlines()]
+    assert timing["chunks"] == 4 and [row["t"] for row in rows] == [0, 3, 6, 9]
+    assert all(SECTIONS | {"decode", "write", "t", "attended"} <= set(row) for row in rows)  # each chunk's own decode
     bytes_per_frame = 2 * 4 * 64 * 4 * 32 * 4  # K and V x layers x tokens x heads x head_dim x fp32
-    assert timing["kv_peak_frames"] == 12 and timing["kv_peak_bytes"] == 12 * bytes_per_frame
+    # relaxed's default store (attendable) holds 9 of the 12 frames at most, as in the e2e test below
+    assert timing["kv_peak_frames"] == 9 and timing["kv_peak_bytes"] == 9 * bytes_per_frame
 
 
 SMALL_ATTENTION = ["tokens_per_frame=12", "heads=2", "head_dim=16", "ffn_dim=32", "text_tokens=4", "warmup=0",
@@ -87,7 +94,8 @@ def test_attention_benchmark_measures_every_policy(tmp_path):
     result = run(make_cfg("attention", [*SMALL_ATTENTION, "t=21"]), tmp_path)
     on_disk = json.loads((tmp_path / "attention.json").read_text())
     assert on_disk["frames"] == [3, 7, 21]  # the dense policy's window is always measured
-    for key in ("kernel_ms", "self_attn_ms", "processor_ms", "rope_tables_ms", "selection_ms"):
+    for key in ("kernel_ms", "self_attn_ms", "self_attn_unprepared_ms", "processor_ms", "processor_unprepared_ms",
+                "memory_chunk_ms", "memory_chunk_unprepared_ms", "rope_tables_ms", "selection_ms"):
         assert len(on_disk[key]) == 3 and all(v >= 0 for v in on_disk[key])
     policies = on_disk["policies"]
     assert {name: row["frames"] for name, row in policies.items()} == ATTENDED_AT_21
@@ -98,16 +106,31 @@ def test_attention_benchmark_measures_every_policy(tmp_path):
         assert policies[name]["kv_peak_bytes"] == frames * bytes_per_frame * 30, name  # 30 layers
     forwards = 5
     for row in policies.values():
-        assert {"kernel_ms", "step1_ms", "processor_ms", "rope_tables_ms", "selection_ms"} <= set(row)
-        amortised = row["rope_tables_ms"] / 30 + row["selection_ms"] / (30 * forwards)
-        assert row["self_attn_ms"] == pytest.approx((row["step1_ms"] + 4 * row["processor_ms"]) / forwards + amortised)
+        # 4 forwards reuse the memory prepared in the first; without the preparation all 5 rebuild it,
+        # and each forward builds the memory's RoPE tables (one per 30 layers) instead of the chunk's first
+        selection = row["selection_ms"] / (30 * forwards)
+        build = row["memory_ms"] + row["memory_tables_ms"] / 30
+        assert row["memory_chunk_ms"] == pytest.approx(build + 4 * row["memory_reuse_ms"])
+        assert row["memory_chunk_unprepared_ms"] == pytest.approx(5 * build)
+        assert row["self_attn_ms"] == pytest.approx((row["step1_ms"] + 4 * row["processor_ms"]) / forwards
+                                                    + row["rope_tables_ms"] / 30 + row["memory_tables_ms"] / 150
+                                                    + selection)
+        assert row["self_attn_unprepared_ms"] == pytest.approx(
+            (row["step1_ms"] + 4 * row["processor_unprepared_ms"]) / forwards
+            + (row["rope_tables_ms"] + row["memory_tables_ms"]) / 30 + selection)
+        assert row["rest_ms"] == pytest.approx(row["self_attn_ms"] - row["kernel_ms"] - row["memory_chunk_ms"] / 5)
+    # one chunk's prepared K and V: 18 memory frames of dense-21, 4 of relaxed (2 sinks, history, tail)
+    assert policies["dense"]["prepared_bytes"] == 18 * bytes_per_frame * 30
+    assert policies["relaxed"]["prepared_bytes"] == 4 * bytes_per_frame * 30
     estimate = policies["relaxed"]["selection_estimate"]
     assert estimate["chunk_dit_ms"] == pytest.approx(estimate["block_ms"] * 30 * forwards)
-    assert set(on_disk["targets"]) == {"kernel_ratio", "self_attn_ratio", "selection_fraction"}
+    assert set(on_disk["targets"]) == {"kernel_ratio", "self_attn_ratio", "self_attn_ratio_unprepared",
+                                       "memory_prep_ratio_dense", "memory_prep_ratio_relaxed", "selection_fraction"}
     assert on_disk["dtype"] == "float32" and on_disk["device"].startswith("cpu")
     assert (tmp_path / "attention.png").stat().st_size > 0
     text = report(result)
     assert "dense-21 / relaxed-7 kernel" in text and all(f"\n{name} " in text for name in ATTENDED_AT_21)
+    assert "relaxed memory handling per chunk, off / prepared" in text
 
 
 def test_attention_benchmark_times_each_first_forward_from_the_same_token_memory(tmp_path, monkeypatch):
@@ -147,11 +170,22 @@ def test_end_to_end_comparison_writes_its_results(random_toy_weights, tmp_path):
     result = run(make_cfg("e2e", overrides), tmp_path)
     on_disk = json.loads((tmp_path / "e2e.json").read_text())
     dense, relaxed = on_disk["policies"]["dense"], on_disk["policies"]["relaxed"]
-    for policy in (dense, relaxed):  # 12 latent frames of each of the config's prompts, per timed generation
+    for policy in (dense, relaxed, dense["unprepared"], relaxed["unprepared"]):
+        # 12 latent frames of each of the config's prompts, per timed generation
         assert policy["latent_frames_per_s"] * policy["seconds"] == pytest.approx(12 * on_disk["num_videos"])
         assert min(r["seconds"] for r in policy["runs"]) <= policy["seconds"] <= max(r["seconds"] for r in policy["runs"])
+        assert len(policy["runs"]) == 2
+        assert SECTIONS | {"decode", "memory_kv"} <= set(policy["runs"][0]["per_chunk_mean_s"])
     assert on_disk["speedup"] == pytest.approx(relaxed["latent_frames_per_s"] / dense["latent_frames_per_s"])
-    assert len(dense["runs"]) == len(relaxed["runs"]) == 2
-    assert SECTIONS | {"decode"} <= set(relaxed["runs"][0]["per_chunk_mean_s"])
+    assert on_disk["speedup_unprepared"] == pytest.approx(relaxed["unprepared"]["latent_frames_per_s"]
+                                                          / dense["unprepared"]["latent_frames_per_s"])
+    for policy in (dense, relaxed):
+        assert policy["prep_speedup"] == pytest.approx(policy["unprepared"]["seconds"] / policy["seconds"])
     assert (dense["kv_peak_frames"], relaxed["kv_peak_frames"]) == (12, 9)  # the attendable store
-    assert "speed-up dense / relaxed" in report(result)
+    # K and V x tokens x heads x head_dim x fp32 x 4 layers: dense attends its 9 earlier frames at chunk 9,
+    # relaxed its 2 sinks + 1 history + 1 tail; none prepared with the switch off
+    per_frame = 2 * 64 * 4 * 32 * 4 * 4 * on_disk["num_videos"]
+    assert (dense["prepared_peak_bytes"], relaxed["prepared_peak_bytes"]) == (9 * per_frame, 4 * per_frame)
+    assert dense["unprepared"]["prepared_peak_bytes"] == relaxed["unprepared"]["prepared_peak_bytes"] == 0
+    text = report(result)
+    assert "speed-up dense / relaxed" in text and "speed-up of the preparation, relaxed" in text

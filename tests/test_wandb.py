@@ -75,9 +75,9 @@ def test_offline_run_holds_config_metrics_timings_trace_and_videos(tmp_path, mon
     for key in ("status", "config_hash", "latent_frames_per_s", "end_to_end_s", "attended_frames", "kv_peak_bytes"):
         assert logged["summary"][key] == summary[key], key
     chunks = [row for row in logged["history"] if "chunk/index" in row]
-    timing = json.loads((run_dir / "timing.json").read_text())
-    assert [row["chunk/index"] for row in chunks] == list(range(len(timing["per_chunk"])))
-    assert [row["chunk/denoise"] for row in chunks] == pytest.approx([r["denoise"] for r in timing["per_chunk"]])
+    rows = [json.loads(line) for line in (run_dir / "per_chunk.jsonl").read_text().splitlines()]
+    assert [row["chunk/index"] for row in chunks] == list(range(len(rows))) == [0, 1]  # 6 frames: 2 chunks
+    assert [row["chunk/denoise"] for row in chunks] == pytest.approx([r["denoise"] for r in rows])
     [table] = (logged["files"] / "media" / "table").glob("plan_trace_*.table.json")
     trace = json.loads(table.read_text())
     assert "attended" in trace["columns"] and len(trace["data"]) == 2  # one video x two chunks

@@ -13,6 +13,7 @@ from memory_policies import ConfigError
 
 from .backbones import WEIGHT_FILES, weight_path
 from .dimensions import REGISTRY, Missing
+from .long_horizon import NetworkMeanFeature, PixelMeanFrame, build_similarity
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Setup:
 
     dimensions: dict[str, object] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # dimension -> why there is no score
+    similarity: PixelMeanFrame | NetworkMeanFeature | None = None  # the long-horizon metrics' clip feature
 
 
 class Builder:
@@ -98,4 +100,5 @@ def build_setup(settings: dict) -> Setup:
             setup.missing[name] = scorer.reason
         else:
             setup.dimensions[name] = scorer
+    setup.similarity = build_similarity(builder)
     return setup

@@ -3,11 +3,13 @@ that ends on the last frame, and a video shorter than one clip kept whole."""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from bench.runs.videos import VideoError, read_video
+from bench.runs.videos import VideoError, probe, stream_video
 from memory_policies import ConfigError
 
 CLIP_SECONDS = 2
@@ -36,22 +38,41 @@ def clip_bounds(num_frames: int, fps: float) -> list[tuple[int, int]]:
     return bounds
 
 
-def read_clipped(path: Path, settings: dict) -> tuple[np.ndarray, float, list[tuple[int, int]]]:
-    """Frames, fps and VBench-Long clip bounds of a video; records them in `settings["videos"]`."""
-    frames, info = read_video(path)
-    height, width = frames.shape[1:3]
-    if min(height, width) < MIN_SIDE:
+def stream_clips(path: Path, settings: dict) -> tuple[float, list[tuple[int, int]], Iterator[np.ndarray]]:
+    """Frame rate, VBench-Long clip bounds (from the header's frame count) and the clips of a video in
+    order, decoded as they are asked for: only the frames of the current clip are held, so memory does
+    not grow with the video's length. Records the video in `settings["videos"]`."""
+    info = probe(path)
+    if min(info.height, info.width) < MIN_SIDE:
         raise VideoError(
-            f"video {path} is {width}x{height} pixels; the evaluation needs frames of at least {MIN_SIDE}x{MIN_SIDE}"
+            f"video {path} is {info.width}x{info.height} pixels; "
+            f"the evaluation needs frames of at least {MIN_SIDE}x{MIN_SIDE}"
         )
+    if info.frame_count < 1:
+        raise VideoError(f"video {path} declares no frame count in its header; re-mux it (ffmpeg -c copy) to add one")
     try:
-        bounds = clip_bounds(len(frames), info.fps)
+        bounds = clip_bounds(info.frame_count, info.fps)
     except ConfigError as err:
         raise VideoError(f"video {path}: {err}") from None
     settings["videos"][path.name] = {
-        "frames": len(frames),
+        "frames": info.frame_count,
         "fps": info.fps,
         "clip_frames": clip_length(info.fps),
         "clips": [list(b) for b in bounds],
     }
-    return frames, info.fps, bounds
+    return info.fps, bounds, _clips(path, info.frame_count, bounds)
+
+
+def _clips(path: Path, frame_count: int, bounds: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    """The (T, H, W, 3) frames of each clip of `bounds`, keeping the last clip length of frames (the
+    remainder clip overlaps the one before it)."""
+    recent: deque[np.ndarray] = deque(maxlen=max(stop - start for start, stop in bounds))
+    pending = iter(bounds)
+    start, stop = next(pending)
+    for index, frame in enumerate(stream_video(path)):
+        if index >= frame_count:
+            raise VideoError(f"video {path} decodes more frames than the {frame_count} its header declares")
+        recent.append(frame)
+        while stop == index + 1:
+            yield np.stack(list(recent)[len(recent) - (stop - start):])
+            start, stop = next(pending, (None, None))

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench.runs.outputs import atomic_write_json, provenance
 
 from .backbones import BackboneInfo
 from .dimensions import DIMENSIONS, VBENCH_DIMENSIONS
-from .scores import AVERAGE6_DIMENSIONS, average6, quality_score
+from .long_horizon import score_lines as long_horizon_lines
+from .long_horizon import summary_fields as long_horizon_fields
+from .scores import AVERAGE6_DIMENSIONS, average6, mean_or_none, quality_score
 
 ClipScores = dict[str, dict[int, float | None]]  # video name -> clip index -> score
-
-
-def mean_or_none(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
 
 
 def video_scores(clips: ClipScores) -> dict[str, float | None]:
@@ -55,8 +51,12 @@ def missing_entry(reason: str) -> dict:
     return {"score": None, "backbone": None, "exact": None, "reason": reason}
 
 
-def finish(dimensions: dict[str, dict], clip_settings: dict, evaluator: str, config: dict, out_path: Path) -> dict:
-    """Add the summary scores and provenance, write metrics.json atomically, return the dict."""
+def finish(
+    dimensions: dict[str, dict], clip_settings: dict, evaluator: str, config: dict, out_path: Path,
+    long_horizon: dict | None = None,
+) -> dict:
+    """Add the summary scores (and the long-horizon metrics, in-process only) and provenance, write
+    metrics.json atomically, return the dict."""
     raw = {name: entry["score"] for name, entry in dimensions.items()}
     exact = {name: entry["exact"] for name, entry in dimensions.items()}
     metrics = {
@@ -68,6 +68,7 @@ def finish(dimensions: dict[str, dict], clip_settings: dict, evaluator: str, con
         "quality_score.exact": all(exact.get(n) is True for n in VBENCH_DIMENSIONS),
         "average6": average6(raw),
         "average6.exact": all(exact.get(n) is True for n in AVERAGE6_DIMENSIONS),
+        **({"long_horizon": long_horizon} if long_horizon is not None else {}),
         "config": config,
         "provenance": provenance(torch.device(config["device"])),
     }
@@ -77,7 +78,8 @@ def finish(dimensions: dict[str, dict], clip_settings: dict, evaluator: str, con
 
 def summary_fields(metrics: dict) -> dict:
     """The flat columns a run's summary.json carries: each dimension's score (None when missing,
-    never 0), its backbone and exactness, the Quality score and the Table-1 Average."""
+    never 0), its backbone and exactness, the Quality score, the Table-1 Average and the scalar
+    long-horizon metrics (relaxbench's own)."""
     fields: dict = {}
     dims = metrics.get("dimensions", {})
     for name in DIMENSIONS:
@@ -87,7 +89,7 @@ def summary_fields(metrics: dict) -> dict:
         fields[f"{name}.exact"] = entry["exact"] if entry else None
     for key in ("quality_score", "quality_score.exact", "average6", "average6.exact"):
         fields[key] = metrics.get(key)
-    return fields
+    return fields | long_horizon_fields(metrics.get("long_horizon"), DIMENSIONS)
 
 
 def score_lines(metrics: dict) -> list[str]:
@@ -96,4 +98,4 @@ def score_lines(metrics: dict) -> list[str]:
     for name, entry in metrics.get("dimensions", {}).items():
         score = "missing" if entry["score"] is None else f"{entry['score']:.4f}"
         lines.append(f"  {name:24s} {score:>10s}  {entry['backbone'] or entry.get('reason') or ''}")
-    return lines
+    return lines + long_horizon_lines(metrics.get("long_horizon"))

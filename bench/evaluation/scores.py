@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .dimensions import REGISTRY, VBENCH_DIMENSIONS
 
 # Relax Forcing, Table 1: the plain mean of six raw dimensions (no temporal_flickering), in the
@@ -14,6 +16,12 @@ AVERAGE6_DIMENSIONS = (
     "motion_smoothness",
     "dynamic_degree",
 )
+
+
+def mean_or_none(values) -> float | None:
+    """The mean of the values that are not None; None when there are none (never 0)."""
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def normalized(name: str, value: float) -> float:

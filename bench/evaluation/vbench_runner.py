@@ -17,7 +17,7 @@ from bench.runs.videos import write_clip
 from memory_policies import ConfigError
 
 from .backbones import WEIGHT_FILES, BackboneInfo
-from .clips import read_clipped
+from .clips import stream_clips
 from .dimensions import REGISTRY
 from .results import dimension_entry, finish
 from .suite import clip_settings
@@ -86,10 +86,10 @@ def split_videos(
     """Write every clip as `<video stem>__clip<i>.mp4`; returns clip file name -> (video name, clip index)."""
     index: dict[str, tuple[str, int]] = {}
     for video in videos:
-        frames, fps, bounds = read_clipped(video, settings)
-        for i, (start, stop) in enumerate(tqdm(bounds, desc=f"clips {video.name}", unit="clip")):
+        fps, bounds, stream = stream_clips(video, settings)
+        for i, clip in enumerate(tqdm(stream, total=len(bounds), desc=f"clips {video.name}", unit="clip")):
             name = f"{video.stem}__clip{i:03d}.mp4"
-            write_clip(clips_dir / name, frames[start:stop], int(fps), reencode_clips)
+            write_clip(clips_dir / name, clip, int(fps), reencode_clips)
             index[name] = (video.name, i)
     return index
 

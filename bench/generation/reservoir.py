@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from memory_policies import ReservoirView
+from memory_policies import Plan, ReservoirView
 from memory_policies.plan import Average, Entry
 
 from .token_memory import TokenStore
@@ -70,6 +70,14 @@ class KVReservoir:
     @property
     def peak_bytes(self) -> int:
         return self.peak_frames * self.bytes_per_frame
+
+    @property
+    def device_peak_frames(self) -> int:
+        """The most frames' worth of K/V on the reservoir's device at once: all it holds, here."""
+        return self.peak_frames
+
+    def attend(self, plan: Plan) -> None:
+        """Ready `plan`'s entries for `gather`; a reservoir holding everything on its device is."""
 
     def keep(self, frames: Sequence[int]) -> None:
         """Evict every real frame not in `frames`; synthesised entries stay."""

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import torch
-from tqdm import tqdm
 
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
@@ -33,7 +32,7 @@ from memory_policies import ConfigError, DensePolicy, MemoryPolicy, Plan
 from memory_policies.plan import MAX_MEMORY_FRAMES, Check, check_int
 
 from .reservoir import KVReservoir
-from .sampler import ARSampler, Generators, TraceFn, select
+from .sampler import SECONDS_PER_LATENT_FRAME, ARSampler, Generators, TraceFn, select, video_bar
 from .wan_attention import AttentionState
 
 
@@ -57,6 +56,11 @@ class RollingSampler(ARSampler):
         super().check(policy, num_latent_frames)
         if self.commit_window is None:
             return
+        if getattr(policy, "device_frames", lambda: None)() is not None:
+            raise ConfigError(
+                f"sampler.commit_window={self.commit_window}: the clean pass reads frames outside the plan, which "
+                f"policy {policy.name} keeps in host memory (offloaded store); use another store or commit_window=null"
+            )
         frames: list[int] = []
         for t in range(0, num_latent_frames, self.chunk_frames):
             frames = policy.retain(frames, t)
@@ -70,65 +74,73 @@ class RollingSampler(ARSampler):
                 )
             frames += list(range(t, t + self.chunk_frames))
 
+    @property
+    def lookahead(self) -> int:
+        return (len(self.sigmas) - 1) * self.chunk_frames  # a full window's younger chunks
+
     def commit_plan(self, plan: Plan, t: int, reservoir: KVReservoir) -> Plan:
         if self.commit_window is None:
             return plan
         return DensePolicy(window=self.commit_window, chunk=self.chunk_frames).plan(t, reservoir.view())
 
-    def fill(
+    @torch.no_grad()
+    def chunks(
         self,
         backend: Backend,
         policy: MemoryPolicy,
         text: torch.Tensor,
-        video: torch.Tensor,
+        num_latent_frames: int,
         reservoir: KVReservoir,
         generator: Generators,
         trace: TraceFn | None,
         profiler: Profiler,
         progress: str | None,
-    ) -> None:
-        """Generate `video` in place, one joint window after another."""
-        batch, channels, num_latent_frames, height, width = video.shape
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Generate the video one joint window after another, yielding each chunk as it is committed."""
+        batch, (channels, height, width) = text.shape[0], backend.latent_shape
         sigmas, n = self.sigmas, self.chunk_frames
         depth, chunks = len(sigmas), num_latent_frames // n
         noisy: dict[int, torch.Tensor] = {}  # chunk index -> its latents at its current noise level
-        windows = range(chunks + depth - 1)
-        for window in tqdm(windows, desc=progress, disable=progress is None, leave=False):
-            first, last = max(0, window - depth + 1), min(chunks - 1, window)
-            if last == window:
-                noisy[last] = self.noise((batch, channels, n, height, width), generator, backend)
-            t = first * n
-            plan = select(policy, reservoir, t, profiler)
-            if plan.tokens is not None:  # its selection runs at a chunk's first forward, which a joint window lacks
-                raise ConfigError(f"policy {policy.name} keeps a token-level memory, which the rolling sampler cannot run")
-            members = range(first, last + 1)
-            levels = [window - c for c in members]  # chunk c entered in window c at level 0
-            start = plan.current_positions[-1] + 1
-            positions = list(plan.current_positions) + list(range(start, start + (len(members) - 1) * n))
-            with profiler.section("denoise"):
-                x = torch.cat([noisy[c] for c in members], dim=2)
-                velocity = backend.dit(
-                    x, self.timesteps(levels, batch, backend), text,
-                    AttentionState.planned(plan, reservoir, profiler, positions=positions),
-                )
-                for j, (c, level) in enumerate(zip(members, levels)):
-                    part = slice(j * n, (j + 1) * n)
-                    x0 = x[:, :, part] - sigmas[level] * velocity[:, :, part]
-                    if level + 1 < depth:
-                        noisy[c] = self.renoised(x0, velocity[:, :, part], sigmas[level + 1], generator, backend)
-                    else:
-                        clean = x0
-            if levels[0] + 1 < depth:
-                continue
-            # the oldest chunk reached the last level: commit it
-            if trace is not None:
-                trace(first, t, plan)
-            with profiler.section("clean_pass"):
-                state = partial(AttentionState.planned, self.commit_plan(plan, t, reservoir), reservoir, profiler)
-                self.commit(backend, reservoir, clean, t, text, state, generator)
-            video[:, :, t : t + n] = clean
-            del noisy[first]
-            profiler.end_chunk(t=t, attended=len(plan.attended))
+        with video_bar(num_latent_frames, progress) as bar:
+            for window in range(chunks + depth - 1):
+                first, last = max(0, window - depth + 1), min(chunks - 1, window)
+                if last == window:
+                    noisy[last] = self.noise((batch, channels, n, height, width), generator, backend)
+                t = first * n
+                plan = select(policy, reservoir, t, profiler)
+                if plan.tokens is not None:  # its selection runs at a chunk's first forward, which a joint window lacks
+                    raise ConfigError(
+                        f"policy {policy.name} keeps a token-level memory, which the rolling sampler cannot run"
+                    )
+                members = range(first, last + 1)
+                levels = [window - c for c in members]  # chunk c entered in window c at level 0
+                start = plan.current_positions[-1] + 1
+                positions = list(plan.current_positions) + list(range(start, start + (len(members) - 1) * n))
+                with profiler.section("denoise"):
+                    x = torch.cat([noisy[c] for c in members], dim=2)
+                    velocity = backend.dit(
+                        x, self.timesteps(levels, batch, backend), text,
+                        AttentionState.planned(plan, reservoir, profiler, positions=positions),
+                    )
+                    for j, (c, level) in enumerate(zip(members, levels)):
+                        part = slice(j * n, (j + 1) * n)
+                        x0 = x[:, :, part] - sigmas[level] * velocity[:, :, part]
+                        if level + 1 < depth:
+                            noisy[c] = self.renoised(x0, velocity[:, :, part], sigmas[level + 1], generator, backend)
+                        else:
+                            clean = x0
+                if levels[0] + 1 < depth:
+                    continue
+                # the oldest chunk reached the last level: commit it
+                if trace is not None:
+                    trace(first, t, plan)
+                with profiler.section("clean_pass"):
+                    state = partial(AttentionState.planned, self.commit_plan(plan, t, reservoir), reservoir, profiler)
+                    self.commit(backend, reservoir, clean, t, text, state, generator)
+                del noisy[first]
+                yield t, clean
+                profiler.end_chunk(t=t, attended=len(plan.attended))
+                bar.update(n * SECONDS_PER_LATENT_FRAME)
 
     def timesteps(self, levels: list[int], batch: int, backend: Backend) -> torch.Tensor:
         """(batch,) when the window is at one level, else one timestep per token (frames x tokens)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, ClassVar, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -30,23 +30,26 @@ from memory_policies.plan import (
     check_timesteps,
 )
 
+from .offload import OffloadReservoir
 from .reservoir import KVReservoir
-from .wan_attention import AttentionState
+from .wan_attention import AttentionState, PreparedMemory
 
 TraceFn = Callable[[int, int, Plan], None]  # (chunk index, t, plan)
 Generators = torch.Generator | Sequence[torch.Generator]  # one for the batch, or one per batch row
+SECONDS_PER_LATENT_FRAME = 0.25  # 4 video frames at 16 fps on Wan; 1 frame at 4 fps on the toy
 
 
 def select(policy: MemoryPolicy, reservoir: KVReservoir, t: int, profiler: Profiler) -> Plan:
     """The per-chunk selection step of every sampler (and of the attention benchmark), timed as
     "selection": plan chunk `t` on the reservoir as the last chunk left it, compute the plan's
     synthesised entries while their sources are present, evict what `policy` no longer keeps,
-    then store the synthesised entries."""
+    then store the synthesised entries and ready the plan's entries where attention reads them."""
     with profiler.section("selection"):
         plan = policy.plan(t, reservoir.view())
         synthesised = reservoir.averaged(plan.synthesise)
         reservoir.keep(policy.retain(reservoir.frames, t))
         reservoir.store(synthesised)
+        reservoir.attend(plan)
         return plan
 
 
@@ -80,6 +83,7 @@ class ARSampler:
     warp: bool = True
     renoise: str = "fresh"  # "fresh": new noise between steps (Self-Forcing); "ode": reuse the predicted noise
     context_noise: float = 0.0  # timestep of the clean pass
+    prepare_memory: bool = True  # gather and rope a chunk's memory K/V once, in its first forward (PreparedMemory)
 
     # The type and range of each field, checked here and, before anything is built, by bench.schema.
     FIELDS: ClassVar[dict[str, Check]] = {
@@ -89,6 +93,7 @@ class ARSampler:
         "warp": check_bool,
         "renoise": partial(check_choice, allowed=("fresh", "ode")),
         "context_noise": partial(check_number, low=0.0, high=999.0),
+        "prepare_memory": check_bool,
     }
 
     def __post_init__(self) -> None:
@@ -98,6 +103,11 @@ class ARSampler:
     @property
     def sigmas(self) -> list[float]:
         return flow_sigmas(self.steps, self.shift, self.warp)
+
+    @property
+    def lookahead(self) -> int:
+        """Latent frames denoised together with a chunk after it (their queries reach farther back)."""
+        return 0
 
     def check(self, policy: MemoryPolicy, num_latent_frames: int) -> None:
         if policy.chunk != self.chunk_frames:
@@ -144,29 +154,28 @@ class ARSampler:
         backend.dit(context, timestep, text, state(write_frames=frames))
 
     def new_reservoir(self, backend: Backend, policy: MemoryPolicy, batch: int) -> KVReservoir:
+        """The reservoir `policy` asks for: every held frame on the device, or, when it has a
+        `device_frames()` that is not None, only that many there and the rest in host memory."""
         cfg = backend.dit.config
-        return KVReservoir(
-            num_layers=cfg.num_layers,
-            batch=batch,
-            tokens_per_frame=backend.tokens_per_frame,
-            heads=cfg.num_attention_heads,
-            head_dim=cfg.attention_head_dim,
-            capacity=policy.max_frames(),
-            dtype=backend.dtype,
-            device=backend.device,
-        )
+        sizes = {
+            "num_layers": cfg.num_layers,
+            "batch": batch,
+            "tokens_per_frame": backend.tokens_per_frame,
+            "heads": cfg.num_attention_heads,
+            "head_dim": cfg.attention_head_dim,
+            "capacity": policy.max_frames(),
+            "dtype": backend.dtype,
+            "device": backend.device,
+        }
+        device_frames = getattr(policy, "device_frames", lambda: None)()
+        if device_frames is None:
+            return KVReservoir(**sizes)
+        return OffloadReservoir(**sizes, device_frames=device_frames, planner=policy.plan)
 
-    def prepare(
-        self, backend: Backend, policy: MemoryPolicy, text: torch.Tensor, num_latent_frames: int
-    ) -> tuple[KVReservoir, torch.Tensor]:
-        """Check the request; an empty reservoir and the latent buffer of the whole video."""
+    def prepare(self, backend: Backend, policy: MemoryPolicy, text: torch.Tensor, num_latent_frames: int) -> KVReservoir:
+        """Check the request; an empty reservoir for the batch of encoded prompts `text`."""
         self.check(policy, num_latent_frames)
-        batch = text.shape[0]
-        channels, height, width = backend.latent_shape
-        video = torch.empty(
-            batch, channels, num_latent_frames, height, width, dtype=backend.dtype, device=backend.device
-        )
-        return self.new_reservoir(backend, policy, batch), video
+        return self.new_reservoir(backend, policy, text.shape[0])
 
     @torch.no_grad()
     def generate(
@@ -180,48 +189,80 @@ class ARSampler:
         profiler: Profiler | None = None,
         progress: str | None = None,
     ) -> tuple[torch.Tensor, KVReservoir]:
-        """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`, and the reservoir."""
+        """Latents (batch, C, num_latent_frames, h, w) for the encoded prompts `text`, and the reservoir:
+        `chunks` collected into one tensor, for short videos (a run streams the chunks instead)."""
         profiler = profiler or Profiler(backend.device)
-        reservoir, video = self.prepare(backend, policy, text, num_latent_frames)
-        self.fill(backend, policy, text, video, reservoir, generator, trace, profiler, progress)
-        profiler.record_reservoir(reservoir.peak_frames, reservoir.bytes_per_frame)
-        return video, reservoir
+        reservoir = self.prepare(backend, policy, text, num_latent_frames)
+        parts = dict(self.chunks(backend, policy, text, num_latent_frames, reservoir, generator, trace, profiler, progress))
+        profiler.record_reservoir(reservoir)
+        return torch.cat([parts[t] for t in sorted(parts)], dim=2), reservoir
 
-    def fill(
+    @torch.no_grad()
+    def chunks(
         self,
         backend: Backend,
         policy: MemoryPolicy,
         text: torch.Tensor,
-        video: torch.Tensor,
+        num_latent_frames: int,
         reservoir: KVReservoir,
         generator: Generators,
         trace: TraceFn | None,
         profiler: Profiler,
         progress: str | None,
-    ) -> None:
-        """Generate `video` in place, chunk after chunk."""
-        batch, channels, num_latent_frames, height, width = video.shape
-        dit, device = backend.dit, backend.device
-        sigmas = self.sigmas
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Generate the video chunk after chunk, yielding each chunk's first frame `t` and its clean
+        latents (batch, C, chunk_frames, h, w) as soon as its clean pass has run: nothing of the whole
+        video is held here."""
         n = self.chunk_frames
-        chunks = range(0, num_latent_frames, n)
-        for index, t in enumerate(tqdm(chunks, desc=progress, disable=progress is None, leave=False)):
-            plan = select(policy, reservoir, t, profiler)
+        with video_bar(num_latent_frames, progress) as bar:
+            for index, t in enumerate(range(0, num_latent_frames, n)):
+                x0, attended = self.chunk(backend, policy, text, t, index, reservoir, generator, trace, profiler)
+                yield t, x0
+                profiler.end_chunk(t=t, attended=attended)  # after the caller's work on it (decoding, writing)
+                bar.update(n * SECONDS_PER_LATENT_FRAME)
 
-            def state(**extra) -> AttentionState:
-                return AttentionState.planned(plan, reservoir, profiler, **extra)
+    def chunk(
+        self,
+        backend: Backend,
+        policy: MemoryPolicy,
+        text: torch.Tensor,
+        t: int,
+        index: int,
+        reservoir: KVReservoir,
+        generator: Generators,
+        trace: TraceFn | None,
+        profiler: Profiler,
+    ) -> tuple[torch.Tensor, float]:
+        """One chunk from `t`: plan, denoise, trace, clean pass; its clean latents and the frames' worth
+        of memory it attended."""
+        batch, (channels, height, width) = text.shape[0], backend.latent_shape
+        dit, device, n = backend.dit, backend.device, self.chunk_frames
+        sigmas = self.sigmas
+        plan = select(policy, reservoir, t, profiler)
+        prepared = PreparedMemory(profiler) if self.prepare_memory else None  # the plan's; every forward reuses it
 
-            x = self.noise((batch, channels, n, height, width), generator, backend)
-            with profiler.section("denoise"):
-                for i, sigma in enumerate(sigmas):
-                    timestep = torch.full((batch,), sigma * 1000, device=device)
-                    velocity = dit(x, timestep, text, state(select_tokens=i == 0))  # step 1 selects tokens
-                    x0 = x - sigma * velocity
-                    if i + 1 < len(sigmas):
-                        x = self.renoised(x0, velocity, sigmas[i + 1], generator, backend)
-            if trace is not None:  # after step 1, so that a token memory's selection is known
-                trace(index, t, with_kept_tokens(plan, reservoir))
-            with profiler.section("clean_pass"):
-                self.commit(backend, reservoir, x0, t, text, state, generator)
-            video[:, :, t : t + n] = x0
-            profiler.end_chunk(t=t, attended=attended_frames(plan, reservoir))
+        def state(**extra) -> AttentionState:
+            return AttentionState.planned(plan, reservoir, profiler, prepared=prepared, **extra)
+
+        x = self.noise((batch, channels, n, height, width), generator, backend)
+        with profiler.section("denoise"):
+            for i, sigma in enumerate(sigmas):
+                timestep = torch.full((batch,), sigma * 1000, device=device)
+                velocity = dit(x, timestep, text, state(select_tokens=i == 0))  # step 1 selects tokens
+                x0 = x - sigma * velocity
+                if i + 1 < len(sigmas):
+                    x = self.renoised(x0, velocity, sigmas[i + 1], generator, backend)
+        if trace is not None:  # after step 1, so that a token memory's selection is known
+            trace(index, t, with_kept_tokens(plan, reservoir))
+        with profiler.section("clean_pass"):
+            self.commit(backend, reservoir, x0, t, text, state, generator)
+        return x0, attended_frames(plan, reservoir)
+
+
+def video_bar(num_latent_frames: int, label: str | None) -> tqdm:
+    """A progress bar in seconds of video generated, its rate in seconds of video per second of wall
+    time; silent without a `label`. Advance it by `SECONDS_PER_LATENT_FRAME` per latent frame."""
+    return tqdm(
+        total=num_latent_frames * SECONDS_PER_LATENT_FRAME, desc=label, disable=label is None, leave=False,
+        unit=" s video", bar_format="{desc}: {n:.1f}/{total:.1f} s of video |{bar}| [{elapsed}<{remaining}, {rate_noinv_fmt}]",
+    )

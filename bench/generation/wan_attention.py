@@ -7,6 +7,11 @@ from the KV reservoir with their planned positions, whether to write the input's
 reservoir (the clean pass), and an optional boolean mask. Spatial RoPE is Wan's as usual; temporal
 RoPE is applied at the planned positions, so keys live in the reservoir without RoPE.
 
+A chunk's plan, and so every gathered and re-roped memory key, is the same in all its forwards (the
+denoising steps and the clean pass, which writes new frames into free slots only). A sampler hands
+all of them one `PreparedMemory`: each layer gathers and ropes its memory (`MemoryKV`) in the
+chunk's first forward and reuses it in the others, with bit-identical results.
+
 A plan's token memory (`Plan.tokens`) is attended after the memory frames, each token row at its
 source frame's position + the plan's shift, per batch row; at the chunk's first forward
 (`select_tokens`) each layer first re-selects it from its own queries (`token_memory`). The clean
@@ -44,10 +49,10 @@ class AttentionState:
     mask: torch.Tensor | None = None  # (queries, keys) boolean, True = attend
     tokens: TokenMemory | None = None  # a token memory to attend (after the memory frames)
     select_tokens: bool = False  # the chunk's first forward: run the token memory's selection first
+    prepared: PreparedMemory | None = field(default=None, repr=False)  # the chunk's memory K/V; None: rebuilt per forward
     rope: RopeTables | None = field(default=None, repr=False)
-    memory_rope: RopeTables | None = field(default=None, repr=False)
     rope_at: Callable[[tuple[int, ...]], RopeTables] | None = field(default=None, repr=False)
-    # times "dit", "attention" and "reservoir_write"; the default is disabled
+    # times "dit", "attention", "reservoir_write", "token_selection", "memory_kv"; the default is disabled
     profiler: Profiler = field(default_factory=lambda: Profiler(enabled=False), repr=False)
 
     @classmethod
@@ -66,12 +71,10 @@ class AttentionState:
         )
 
     def place(self, rope: torch.nn.Module, height: int, width: int, device: torch.device) -> None:
-        """Build the RoPE tables of the input and the memory frames, once per forward for all layers."""
+        """Build the RoPE tables of the input once per forward for all layers; the memory's are built
+        when a layer first needs them (not at all once a prepared memory holds every layer)."""
         self.rope = rope_tables(rope, self.positions, height, width, device)
-        if self.memory_frames:
-            self.memory_rope = rope_tables(rope, self.memory_positions, height, width, device)
-        if self.tokens is not None:  # token rows need tables at positions known per layer only
-            self.rope_at = memoised(partial(rope_tables, rope, height=height, width=width, device=device))
+        self.rope_at = memoised(partial(rope_tables, rope, height=height, width=width, device=device))
 
     def rope_rows(self, x: torch.Tensor, positions: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         """Rotate token rows x (batch, n, heads, head_dim): row (b, i) is token `token[b, i]` of a
@@ -122,6 +125,44 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
 
 
+@dataclass(frozen=True)
+class MemoryKV:
+    """One layer's memory ready to attend: the planned entries' keys roped at their positions, then
+    the token memory's rows, and their values, (batch, rows, heads, head_dim) in the keys' dtype."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+    valid: torch.Tensor | None  # (batch, rows) bool, False on a token memory's padding; None: all rows real
+
+    @property
+    def nbytes(self) -> int:
+        return self.key.nbytes + self.value.nbytes
+
+
+class PreparedMemory:
+    """The memory K/V of one chunk's plan, per layer: built by the chunk's first forward, reused by
+    the others. A new plan needs a new object. Each layer added records the bytes held so far in
+    `profiler` (`Profiler.record_prepared`)."""
+
+    def __init__(self, profiler: Profiler | None = None) -> None:
+        self.layers: dict[int, MemoryKV] = {}
+        self.profiler = profiler
+
+    def put(self, layer: int, memory: MemoryKV) -> None:
+        self.layers[layer] = memory
+        if self.profiler is not None:
+            self.profiler.record_prepared(self.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(memory.nbytes for memory in self.layers.values())
+
+
+def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """`parts` concatenated along the rows (dim 1), without a copy when there is one."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 class StateSlot:
     """Shared by all processors of one model: the state of the forward in flight."""
 
@@ -155,32 +196,59 @@ class PlannedAttnProcessor:
             with state.profiler.section("reservoir_write"):
                 state.reservoir.write_queries(self.layer, state.write_frames, query)
         mask = state.mask
+        selected = False
         if state.tokens is not None:
             if mask is not None:
                 raise ValueError("an attention mask and a token memory cannot be combined")
             if state.select_tokens and state.tokens.select is not None:
                 with state.profiler.section("token_selection"):  # inside "attention", like "reservoir_write"
                     self.reselect(state, query)
-            rows = state.reservoir.tokens.get(state.tokens.entry, self.layer)
-            tok_k = state.rope_rows(rows.k.to(key.dtype), rows.frame + state.tokens.shift, rows.token)
-            if not bool(rows.valid.all()):  # padded rows of some batch row: mask them out
+                selected = True
+        memory = self.memory(state, key.dtype, selected)
+        if memory is not None:
+            if memory.valid is not None:  # padded token rows of some batch row: mask them out
                 visible = torch.ones(key.shape[0], key.shape[1], dtype=torch.bool, device=key.device)
-                mask = torch.cat([rows.valid, visible], dim=1)[:, None, None, :]
-            key = torch.cat([tok_k, key], dim=1)
-            value = torch.cat([rows.v.to(value.dtype), value], dim=1)
-        if state.memory_frames:
-            mem_k, mem_v = state.reservoir.gather(self.layer, state.memory_frames)
-            mem_k = apply_rope(mem_k.to(key.dtype), *state.memory_rope)
-            key = torch.cat([mem_k, key], dim=1)
-            value = torch.cat([mem_v.to(value.dtype), value], dim=1)
-            if mask is not None and state.tokens is not None:
-                mask = torch.cat([mask.new_ones(*mask.shape[:3], mem_k.shape[1]), mask], dim=-1)
+                mask = torch.cat([memory.valid, visible], dim=1)[:, None, None, :]
+            key = torch.cat([memory.key, key], dim=1)
+            value = torch.cat([memory.value, value], dim=1)
 
         out = F.scaled_dot_product_attention(
             query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask
         )
         out = out.transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
+
+    def memory(self, state: AttentionState, dtype: torch.dtype, selected: bool = False) -> MemoryKV | None:
+        """This layer's memory under the state's plan (None if it has none): the chunk's prepared one,
+        else gathered and roped now, and prepared for the chunk's other forwards. A layer whose token
+        memory was just `selected` again builds it anew."""
+        if not state.memory_frames and state.tokens is None:
+            return None
+        prepared = state.prepared
+        if prepared is not None and not selected and self.layer in prepared.layers:
+            return prepared.layers[self.layer]
+        with state.profiler.section("memory_kv"):  # inside "attention"
+            memory = self.gather_memory(state, dtype)
+        if prepared is not None:
+            prepared.put(self.layer, memory)
+        return memory
+
+    def gather_memory(self, state: AttentionState, dtype: torch.dtype) -> MemoryKV:
+        """The planned entries gathered from the reservoir and roped at their planned positions, then
+        the token memory's rows roped at their source frames' positions + the shift, in `dtype`."""
+        keys, values, valid = [], [], None
+        if state.memory_frames:
+            k, v = state.reservoir.gather(self.layer, state.memory_frames)
+            keys.append(apply_rope(k.to(dtype), *state.rope_at(tuple(state.memory_positions))))
+            values.append(v.to(dtype))
+        if state.tokens is not None:
+            rows = state.reservoir.tokens.get(state.tokens.entry, self.layer)
+            if not bool(rows.valid.all()):
+                entries = rows.valid.new_ones(rows.valid.shape[0], sum(part.shape[1] for part in keys))
+                valid = torch.cat([entries, rows.valid], dim=1)
+            keys.append(state.rope_rows(rows.k.to(dtype), rows.frame + state.tokens.shift, rows.token))
+            values.append(rows.v.to(dtype))
+        return MemoryKV(joined(keys), joined(values), valid)
 
     def reselect(self, state: AttentionState, query: torch.Tensor) -> None:
         """Replace this layer's token memory by its `TokenSelection`, scored with the roped step-1 `query`."""

@@ -16,7 +16,9 @@ class Backend:
     name: str
     dit: PlannedWan
     encode_text: Callable[[list[str]], torch.Tensor]  # prompts -> (batch, tokens, text_dim)
-    decode: Callable[[torch.Tensor], np.ndarray]  # latents (B, C, F, h, w) -> uint8 (B, frames, H, W, 3)
+    # a new decode stream for one batch of videos: push consecutive latent chunks (B, C, f, h, w) of those
+    # videos in order, get each chunk's uint8 frames (B, frames, H, W, 3); a causal decoder carries its state
+    decoder: Callable[[], Callable[[torch.Tensor], np.ndarray]]
     latent_shape: tuple[int, int, int]  # channels, height, width of one latent frame
     fps: float  # frame rate of the decoded video
     dtype: torch.dtype = torch.float32
@@ -27,6 +29,11 @@ class Backend:
     def tokens_per_frame(self) -> int:
         h, w = self.dit.grid(self.latent_shape[1], self.latent_shape[2])
         return h * w
+
+    def decode(self, latents: torch.Tensor, chunk: int = 3) -> np.ndarray:
+        """Whole videos (B, C, F, h, w) decoded `chunk` latent frames at a time through one decode stream."""
+        push = self.decoder()
+        return np.concatenate([push(latents[:, :, i : i + chunk]) for i in range(0, latents.shape[2], chunk)], axis=1)
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:

@@ -69,10 +69,3 @@ class VAEStream:
             )
             self.first = False
         return to_uint8(torch.cat(frames, dim=2))
-
-
-def decode_video(vae: AutoencoderKLWan, latents: torch.Tensor, chunk: int) -> np.ndarray:
-    """Whole videos decoded `chunk` latent frames at a time through one `VAEStream`."""
-    stream = VAEStream(vae)
-    parts = [stream.push(latents[:, :, i : i + chunk]) for i in range(0, latents.shape[2], chunk)]
-    return np.concatenate(parts, axis=1)

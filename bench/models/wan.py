@@ -39,7 +39,7 @@ from .execution import (
 )
 from .lora import merge_lora
 from .text_umt5 import load_text_encoder
-from .vae import decode_video, load_vae
+from .vae import VAEStream, load_vae
 
 WAN21_T2V_1_3B = dict(
     patch_size=(1, 2, 2),
@@ -58,7 +58,6 @@ WAN21_T2V_1_3B = dict(
 )
 VAE_STRIDE = 8  # pixels per latent pixel; 4 video frames per latent frame
 FPS = 16.0  # the releases save their videos at 16 fps
-DECODE_CHUNK = 3  # latent frames per streamed VAE decode step (the AR chunk)
 BASE_SOURCE = (
     "Wan2.1-T2V-1.3B: huggingface.co/Wan-AI/Wan2.1-T2V-1.3B (original layout) "
     "or huggingface.co/Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
@@ -181,7 +180,7 @@ def load_wan(
         name=release,
         dit=KernelPinnedWan(dit, backends),
         encode_text=text,
-        decode=lambda latents: decode_video(vae, latents, DECODE_CHUNK),
+        decoder=lambda: VAEStream(vae).push,
         latent_shape=(arch["in_channels"], height // VAE_STRIDE, width // VAE_STRIDE),
         fps=FPS,
         dtype=run_dtype,

@@ -4,13 +4,19 @@ At the 1.3B model's shapes (by default), for a dense window of each attended-fra
 `frames` and for every policy configured (`relaxed` and each of `policies`: the project's own
 policy configs), it times per layer and DiT forward:
 - `kernel_ms`: `scaled_dot_product_attention` alone, on tensors laid out as the processor passes them;
-- `step1_ms` and `processor_ms`: the self-attention path as the harness runs it, the project's
-  `PlannedAttnProcessor` on a `WanAttention` of the right size reading a real `KVReservoir` (q/k/v,
-  norms, RoPE, gather, re-RoPE of the memory, SDPA, output projection), in the chunk's first forward
-  (which re-selects a token memory from that layer's queries: Deep Forcing's scoring) and in a
-  forward that reuses the plan (the other steps and the clean pass);
-- `self_attn_ms`: the mean over a chunk's forwards of those two, plus the per-forward RoPE tables
-  shared by all layers (/ `layers`) and the per-chunk selection step (/ `layers` x forwards per chunk).
+- `step1_ms`, `processor_ms` and `processor_unprepared_ms`: the self-attention path as the harness
+  runs it, the project's `PlannedAttnProcessor` on a `WanAttention` of the right size reading a real
+  `KVReservoir` (q/k/v, norms, RoPE, the memory, SDPA, output projection), in the chunk's first
+  forward (which re-selects a token memory from that layer's queries, Deep Forcing's scoring, and
+  builds the memory) and in a forward that reuses the plan (the other steps and the clean pass),
+  with the chunk's memory prepared (reused) and without (gathered and re-roped again);
+- memory handling: `memory_ms` (one layer's gather + RoPE of its memory entries and token rows),
+  `memory_reuse_ms` (taking it from the chunk's `PreparedMemory`) and `memory_tables_ms` (the
+  memory's RoPE tables, built once per forward for all layers), summed per chunk with and without
+  the preparation (`memory_chunk_ms`, `memory_chunk_unprepared_ms`);
+- `self_attn_ms` (prepared) and `self_attn_unprepared_ms`: the mean over a chunk's forwards of the
+  processor, plus the per-forward RoPE tables shared by all layers (/ `layers`) and the per-chunk
+  selection step (/ `layers` x forwards per chunk); `rest_ms`: what is neither kernel nor memory.
 Each policy's reservoir is brought to the planned chunk `t` by the samplers' own loop
 (`ARSampler.generate`) on a one-layer stand-in DiT (`WarmupDiT`), so synthesised entries and token
 memories are there as a run would leave them; the selection step is timed in that loop.
@@ -43,7 +49,9 @@ from bench.generation.token_memory import TokenStore
 from bench.generation.wan_attention import (
     AttentionState,
     PlannedAttnProcessor,
+    PreparedMemory,
     StateSlot,
+    rope_tables,
 )
 from bench.models.backend import Backend
 from bench.models.execution import resolve_device, resolve_dtype
@@ -74,6 +82,10 @@ class Layer:
     @property
     def attn(self):
         return self.block.attn1
+
+    @property
+    def processor(self) -> PlannedAttnProcessor:
+        return self.attn.processor
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, device=self.device, dtype=self.dtype)
@@ -148,7 +160,7 @@ class WarmupDiT(torch.nn.Module):
             state.reservoir.write(0, state.write_frames, layer.randn(*shape), layer.randn(*shape))
             state.reservoir.write_queries(0, state.write_frames, layer.randn(*shape))
         elif state.select_tokens and state.tokens is not None and state.tokens.select is not None:
-            chunk_only = dataclasses.replace(state, memory_frames=(), memory_positions=())
+            chunk_only = dataclasses.replace(state, memory_frames=(), memory_positions=(), prepared=None)
             chunk_only.place(layer.rope, *layer.grid, layer.device)
             layer.self_attention(chunk_only, self.hidden)
         return torch.zeros_like(latents)
@@ -178,7 +190,8 @@ class Point:
     policy: MemoryPolicy
     reservoir: KVReservoir
     first: AttentionState  # the chunk's first forward: re-selects a token memory if the plan has one
-    reuse: AttentionState  # every other forward of the chunk
+    reuse: AttentionState  # every other forward of the chunk, its memory prepared in the first
+    unprepared: AttentionState  # the same, gathering and re-roping its memory itself
     tokens: TokenStore  # the reservoir's token memories before the first forward
     selection_ms: float
     qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # SDPA inputs laid out as the processor passes them
@@ -193,6 +206,17 @@ class Point:
         self.reservoir.tokens = copied(self.tokens)
         return layer.self_attention(self.first, hidden)
 
+    def memory_tables(self, layer: Layer) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The RoPE tables a forward builds for its memory, once for all layers (the processor asks its
+        state's `rope_at` for them): at the planned entries' positions and at the token rows'."""
+        state, positions = self.unprepared, []
+        if state.memory_frames:
+            positions.append(tuple(state.memory_positions))
+        if state.tokens is not None:
+            rows = self.reservoir.tokens.get(state.tokens.entry, 0)
+            positions.append(tuple(torch.unique(rows.frame + state.tokens.shift).tolist()))
+        return [rope_tables(layer.rope, p, *layer.grid, layer.device) for p in positions]
+
 
 def copied(store: TokenStore) -> TokenStore:
     """A store holding the same token rows (they are immutable), so re-selecting in it leaves `store` as it is."""
@@ -206,11 +230,14 @@ def prepare(cfg: DictConfig, layer: Layer, policy: MemoryPolicy, hidden: torch.T
     untimed = Profiler(enabled=False)
     plan = select(policy, reservoir, cfg.t, untimed)
     first = AttentionState.planned(plan, reservoir, untimed, select_tokens=True)
-    reuse = AttentionState.planned(plan, reservoir, untimed)
-    for state in (first, reuse):
+    reuse = AttentionState.planned(plan, reservoir, untimed, prepared=PreparedMemory())
+    unprepared = AttentionState.planned(plan, reservoir, untimed)
+    for state in (first, reuse, unprepared):
         state.place(layer.rope, *layer.grid, layer.device)
-    point = Point(policy, reservoir, first, reuse, copied(reservoir.tokens), selection_ms, ())
+    point = Point(policy, reservoir, first, reuse, unprepared, copied(reservoir.tokens), selection_ms, ())
     point.step1(layer, hidden)  # the token memory the chunk's other forwards attend
+    layer.self_attention(reuse, hidden)  # prepares the memory, as the chunk's first forward does
+    layer.processor.memory(unprepared, layer.dtype)  # memoises the memory's RoPE tables, which are timed apart
     tokens = 0 if plan.tokens is None else reservoir.tokens.get(plan.tokens.entry, 0).k.shape[1]
     keys = (len(plan.attended) + layer.chunk) * layer.tokens_per_frame + tokens
     head_dim = layer.attn.inner_dim // layer.attn.heads
@@ -223,27 +250,55 @@ def prepare(cfg: DictConfig, layer: Layer, policy: MemoryPolicy, hidden: torch.T
 def measure(cfg: DictConfig, layer: Layer, points: dict[str, Point], hidden: torch.Tensor) -> dict[str, dict]:
     """Per point, ms per layer and DiT forward unless named otherwise; all points timed round-robin."""
     fns = {}
+    dtype = layer.dtype
     for name, point in points.items():
+        tables = dataclasses.replace(point.unprepared)  # placing anew must not drop the memoised memory tables
         fns[name, "kernel_ms"] = partial(F.scaled_dot_product_attention, *point.qkv)
         fns[name, "step1_ms"] = partial(point.step1, layer, hidden)
         fns[name, "processor_ms"] = partial(layer.self_attention, point.reuse, hidden)
-        fns[name, "rope_tables_ms"] = partial(point.reuse.place, layer.rope, *layer.grid, layer.device)
+        fns[name, "processor_unprepared_ms"] = partial(layer.self_attention, point.unprepared, hidden)
+        fns[name, "memory_ms"] = partial(layer.processor.memory, point.unprepared, dtype)
+        fns[name, "memory_reuse_ms"] = partial(layer.processor.memory, point.reuse, dtype)
+        fns[name, "memory_tables_ms"] = partial(point.memory_tables, layer)
+        fns[name, "rope_tables_ms"] = partial(tables.place, layer.rope, *layer.grid, layer.device)
     times = medians_ms(fns, layer.device, cfg.warmup, cfg.repeats)
-    forwards = cfg.steps + 1
+    timed = ("kernel_ms", "step1_ms", "processor_ms", "processor_unprepared_ms", "memory_ms", "memory_reuse_ms",
+             "memory_tables_ms", "rope_tables_ms")
     rows = {}
     for name, point in points.items():
         row = {"frames": point.keys / layer.tokens_per_frame, "keys": point.keys}
-        row |= {key: times[name, key] for key in ("kernel_ms", "step1_ms", "processor_ms", "rope_tables_ms")}
+        row |= {key: times[name, key] for key in timed}
         row["selection_ms"] = point.selection_ms  # per chunk
-        row["self_attn_ms"] = (
-            (row["step1_ms"] + (forwards - 1) * row["processor_ms"]) / forwards
-            + row["rope_tables_ms"] / cfg.layers + row["selection_ms"] / (cfg.layers * forwards)
-        )
+        row |= per_chunk(row, cfg.layers, cfg.steps + 1)
+        row["prepared_bytes"] = point.reuse.prepared.nbytes * cfg.layers  # one chunk's, the whole model
         # K/V the policy held at most up to chunk t, for the whole model (`layers` layers)
         row["kv_peak_frames"] = point.reservoir.peak_frames
         row["kv_peak_bytes"] = point.reservoir.peak_bytes * cfg.layers
         rows[name] = row
     return rows
+
+
+def per_chunk(row: dict, layers: int, forwards: int) -> dict:
+    """The timed parts summed over a chunk's `forwards` and amortised, per layer and DiT forward
+    unless named per chunk. A prepared memory is built once (in the first forward, with its RoPE
+    tables) and taken from the chunk's `PreparedMemory` by the other forwards; an unprepared one is
+    built, tables included, in every forward."""
+    build = row["memory_ms"] + row["memory_tables_ms"] / layers
+    shared = row["selection_ms"] / (layers * forwards)
+    first = row["step1_ms"] / forwards
+    out = {
+        "memory_chunk_ms": build + (forwards - 1) * row["memory_reuse_ms"],  # per layer and chunk
+        "memory_chunk_unprepared_ms": forwards * build,
+        "self_attn_ms": first + (forwards - 1) * row["processor_ms"] / forwards + row["rope_tables_ms"] / layers
+        + row["memory_tables_ms"] / (layers * forwards) + shared,
+        "self_attn_unprepared_ms": first + (forwards - 1) * row["processor_unprepared_ms"] / forwards
+        + (row["rope_tables_ms"] + row["memory_tables_ms"]) / layers + shared,
+    }
+    prepared = out["memory_chunk_ms"]
+    out["memory_prep_ratio"] = out["memory_chunk_unprepared_ms"] / prepared if prepared > 0 else None
+    out["rest_ms"] = out["self_attn_ms"] - row["kernel_ms"] - out["memory_chunk_ms"] / forwards
+    out["rest_unprepared_ms"] = out["self_attn_unprepared_ms"] - row["kernel_ms"] - build
+    return out
 
 
 @torch.inference_mode()
@@ -289,8 +344,9 @@ def plot(result: dict, path: Path) -> None:
     policies = result["policies"]
     colors = plt.get_cmap("tab20").colors
     fig, ax = plt.subplots(figsize=(8.4, 4.6))
-    series = (("self_attn_ms", "s", "self-attention path"), ("kernel_ms", "o", "SDPA kernel"))
-    for (key, marker, label), color in zip(series, ("0.2", "0.6")):
+    series = (("self_attn_unprepared_ms", "x", "self-attention, memory not prepared"),
+              ("self_attn_ms", "s", "self-attention path"), ("kernel_ms", "o", "SDPA kernel"))
+    for (key, marker, label), color in zip(series, ("0.45", "0.2", "0.6")):
         ax.plot(result["frames"], result[key], f"{marker}-", color=color, label=f"{label}, dense window")
     for i, (name, row) in enumerate(policies.items()):
         color = colors[i % len(colors)]
@@ -299,8 +355,8 @@ def plot(result: dict, path: Path) -> None:
                     label=name if key == "self_attn_ms" else None)
     ax.set_xlabel("attended latent frames' worth of keys (current chunk included)")
     ax.set_ylabel("ms per layer and DiT forward")
-    ax.set_title(f"{result['device']}, {result['dtype']}, {result['tokens_per_frame']} tokens/frame, "
-                 "filled = self-attention, hollow = kernel", fontsize=8)
+    ax.set_title(f"{result['device']}, {result['dtype']}, {result['tokens_per_frame']} tokens/frame\nfilled = "
+                 "self-attention (memory prepared once per chunk), x = not prepared, hollow = kernel", fontsize=8)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -310,27 +366,40 @@ def plot(result: dict, path: Path) -> None:
 
 
 def report(result: dict) -> str:
+    """The table (ms per layer and DiT forward; memory per layer and chunk; "off" = memory not prepared)
+    and the ratios against their targets."""
     policies, targets = result["policies"], result["targets"]
-    header = (f"{'policy':<16}{'frames':>7}{'kernel ms':>11}{'step-1 ms':>11}{'reuse ms':>10}{'self-attn ms':>14}"
-              f"{'selection ms':>14}{'K/V peak':>22}")
+    header = (f"{'policy':<16}{'frames':>7}{'kernel':>9}{'step-1':>9}{'reuse':>9}{'reuse off':>10}"
+              f"{'memory/chunk':>13}{'off':>9}{'rest':>8}{'self-attn':>10}{'off':>9}{'selection':>10}"
+              f"{'prepared':>10}{'K/V peak':>20}")
     title = f"device: {result['device']}  dtype: {result['dtype']}  tokens/frame: {result['tokens_per_frame']}"
-    lines = [f"{title}  chunk t={result['t']}", header]
-    for frames, kernel, self_attn in zip(result["frames"], result["kernel_ms"], result["self_attn_ms"]):
-        lines.append(f"{f'dense-{frames}':<16}{frames:>7}{kernel:>11.2f}{'':>11}{'':>10}{self_attn:>14.2f}")
+    lines = [f"{title}  chunk t={result['t']}  (ms; off = memory not prepared)", header]
+    for i, frames in enumerate(result["frames"]):
+        lines.append(f"{f'dense-{frames}':<16}{frames:>7}{result['kernel_ms'][i]:>9.2f}{'':>18}{'':>10}"
+                     f"{result['memory_chunk_ms'][i]:>13.2f}{result['memory_chunk_unprepared_ms'][i]:>9.2f}{'':>8}"
+                     f"{result['self_attn_ms'][i]:>10.2f}{result['self_attn_unprepared_ms'][i]:>9.2f}")
     for name, row in policies.items():
-        lines.append(f"{name:<16}{row['frames']:>7.4g}{row['kernel_ms']:>11.2f}{row['step1_ms']:>11.2f}"
-                     f"{row['processor_ms']:>10.2f}{row['self_attn_ms']:>14.2f}{row['selection_ms']:>14.3f}"
-                     f"{row['kv_peak_frames']:>9} fr {row['kv_peak_bytes'] / 1e9:>7.2f} GB")
+        lines.append(f"{name:<16}{row['frames']:>7.4g}{row['kernel_ms']:>9.2f}{row['step1_ms']:>9.2f}"
+                     f"{row['processor_ms']:>9.2f}{row['processor_unprepared_ms']:>10.2f}{row['memory_chunk_ms']:>13.2f}"
+                     f"{row['memory_chunk_unprepared_ms']:>9.2f}{row['rest_ms']:>8.2f}{row['self_attn_ms']:>10.2f}"
+                     f"{row['self_attn_unprepared_ms']:>9.2f}{row['selection_ms']:>10.3f}"
+                     f"{row['prepared_bytes'] / 1e9:>7.2f} GB{row['kv_peak_frames']:>7} fr {row['kv_peak_bytes'] / 1e9:>7.2f} GB")
     dense, relaxed = policies["dense"], policies["relaxed"]
     name = f"dense-{dense['frames']:g} / relaxed-{relaxed['frames']:g}"
     for key, label, fmt in (("kernel_ratio", f"{name} kernel", "{:.2f}x"),
-                            ("self_attn_ratio", f"{name} self-attention", "{:.2f}x"),
+                            ("self_attn_ratio", f"{name} self-attention, memory prepared", "{:.2f}x"),
+                            ("self_attn_ratio_unprepared", f"{name} self-attention, not prepared", "{:.2f}x"),
+                            ("memory_prep_ratio_dense", "dense memory handling per chunk, off / prepared", "{:.2f}x"),
+                            ("memory_prep_ratio_relaxed", "relaxed memory handling per chunk, off / prepared", "{:.2f}x"),
                             ("selection_fraction", "relaxed selection / chunk DiT time", "{:.4%}")):
         target = targets[key]
-        bound = ">=" if key.endswith("ratio") else "<="
+        bound = ">=" if "ratio" in key else "<="
         verdict = "met" if target["met"] else "MISSED"
-        value, goal = fmt.format(target["value"]), fmt.format(target["target"])
-        lines.append(f"{label}: {value} (target {bound} {goal}: {verdict})")
+        value = "n/a" if target["value"] is None else fmt.format(target["value"])
+        lines.append(f"{label}: {value} (target {bound} {fmt.format(target['target'])}: {verdict})")
+    # the ratio left when no memory is handled at all: the kernels' plus the same rest on both sides
+    bound = (dense["kernel_ms"] + relaxed["rest_ms"]) / (relaxed["kernel_ms"] + relaxed["rest_ms"])
+    lines.append(f"{name} self-attention with no memory handling (kernels + relaxed's rest): {bound:.2f}x")
     return "\n".join(lines)
 
 
@@ -355,21 +424,26 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     by_policy = {"dense": measured[f"dense-{dense_policy.window}"]} | {name: measured[name] for name in policies}
     relaxed, dense = by_policy["relaxed"], by_policy["dense"]
     relaxed["selection_estimate"] = selection_share(cfg, layer, points["relaxed"], relaxed["selection_ms"])
-    values = {
-        "kernel_ratio": dense["kernel_ms"] / relaxed["kernel_ms"],
-        "self_attn_ratio": dense["self_attn_ms"] / relaxed["self_attn_ms"],
-        "selection_fraction": relaxed["selection_estimate"]["fraction"],
+    values = {  # name: (value, its target's key in cfg.targets)
+        "kernel_ratio": (dense["kernel_ms"] / relaxed["kernel_ms"], "kernel_ratio"),
+        "self_attn_ratio": (dense["self_attn_ms"] / relaxed["self_attn_ms"], "self_attn_ratio"),
+        "self_attn_ratio_unprepared": (dense["self_attn_unprepared_ms"] / relaxed["self_attn_unprepared_ms"],
+                                       "self_attn_ratio"),
+        "memory_prep_ratio_dense": (dense["memory_prep_ratio"], "memory_prep_ratio"),
+        "memory_prep_ratio_relaxed": (relaxed["memory_prep_ratio"], "memory_prep_ratio"),
+        "selection_fraction": (relaxed["selection_estimate"]["fraction"], "selection_fraction"),
     }
-    targets = {
-        key: {"value": value, "target": cfg.targets[key],
-              "met": value >= cfg.targets[key] if key.endswith("ratio") else value <= cfg.targets[key]}
-        for key, value in values.items()
-    }
+    targets = {}
+    for name, (value, key) in values.items():
+        target = cfg.targets[key]
+        met = value is not None and (value >= target if key.endswith("ratio") else value <= target)
+        targets[name] = {"value": value, "target": target, "met": met}
     prov = provenance(device)
     result = {
         "frames": sweep,  # the dense-window sweep, as lists
-        **{key: [r[key] for r in rows] for key in ("kernel_ms", "self_attn_ms", "processor_ms", "rope_tables_ms",
-                                                     "selection_ms")},
+        **{key: [r[key] for r in rows] for key in ("kernel_ms", "self_attn_ms", "self_attn_unprepared_ms",
+                                                     "processor_ms", "processor_unprepared_ms", "memory_chunk_ms",
+                                                     "memory_chunk_unprepared_ms", "rope_tables_ms", "selection_ms")},
         "policies": by_policy,
         "targets": targets,
         "device": prov["device"],

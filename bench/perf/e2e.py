@@ -1,14 +1,17 @@
 """End-to-end speed of dense vs relaxed memory in one process: `python -m bench.perf.e2e [key=value ...]`.
 
-Each policy generates (and decodes) the same prompts with the same seed; after one short warm-up
-generation per policy, the timed generations are interleaved in ABBA order (`bench.perf.timer`) so that
-drift in the machine's speed falls on both alike, and the median of each is compared. Writes `e2e.json` into
-the Hydra run directory and prints the speed-up.
+Each policy generates (and decodes) the same prompts with the same seed, with its chunks' memory K/V
+prepared once per chunk (`sampler.prepare_memory=true`, whatever the config says) and without; after
+one short warm-up generation of each, the timed generations are interleaved in ABBA order
+(`bench.perf.timer`) so that drift in the machine's speed falls on all alike, and the medians are
+compared: dense / relaxed (prepared, and not) and, per policy, not prepared / prepared. Writes
+`e2e.json` into the Hydra run directory and prints the speed-ups.
 """
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -61,42 +64,48 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     backend: Backend = instantiate_checked(cfg.model.backend)
     text = backend.encode_text(prompts)
 
-    profiles: dict[str, list[dict]] = {name: [] for name in policies}
+    samplers = {prepared: replace(sampler, prepare_memory=prepared) for prepared in (True, False)}
+    candidates = [(name, prepared) for prepared in (True, False) for name in policies]
+    profiles: dict[tuple[str, bool], list[dict]] = {key: [] for key in candidates}
 
-    def timed(name: str) -> None:
+    def timed(name: str, prepared: bool) -> None:
         profiler = Profiler(backend.device, enabled=cfg.profile)
-        generate(backend, sampler, policies[name], text, cfg.num_latent_frames, cfg.seed, profiler)
-        profiles[name].append({
+        generate(backend, samplers[prepared], policies[name], text, cfg.num_latent_frames, cfg.seed, profiler)
+        profiles[name, prepared].append({
             "per_chunk_mean_s": profiler.per_chunk_mean(),
             "kv_peak_frames": profiler.peak_frames,
             "kv_peak_bytes": profiler.peak_bytes,
+            "prepared_peak_bytes": profiler.prepared_peak_bytes,
         })
 
     with torch.inference_mode():
         if cfg.warmup_frames:
-            for policy in policies.values():
-                generate(backend, sampler, policy, text, cfg.warmup_frames, cfg.seed, Profiler(enabled=False))
-        times = rounds_ms({name: partial(timed, name) for name in policies}, backend.device, 0, cfg.repeats)
-    runs = {
-        name: [{"seconds": ms / 1000} | profile for ms, profile in zip(times[name], profiles[name])]
-        for name in policies
-    }
+            for name, prepared in candidates:
+                generate(backend, samplers[prepared], policies[name], text, cfg.warmup_frames, cfg.seed,
+                         Profiler(enabled=False))
+        times = rounds_ms({key: partial(timed, *key) for key in candidates}, backend.device, 0, cfg.repeats)
 
     generated = cfg.num_latent_frames * text.shape[0]
-    result: dict = {"policies": {}}
-    for name, rows in runs.items():
+
+    def summary(key: tuple[str, bool]) -> dict:
+        rows = [{"seconds": ms / 1000} | profile for ms, profile in zip(times[key], profiles[key])]
         seconds = statistics.median(r["seconds"] for r in rows)
-        result["policies"][name] = {
-            "seconds": seconds,
-            "latent_frames_per_s": generated / seconds,
-            "kv_peak_frames": rows[0]["kv_peak_frames"],
-            "kv_peak_bytes": rows[0]["kv_peak_bytes"],
-            "runs": rows,
-        }
-    speedup = result["policies"]["dense"]["seconds"] / result["policies"]["relaxed"]["seconds"]
+        return {"seconds": seconds, "latent_frames_per_s": generated / seconds} | {
+            key: rows[0][key] for key in ("kv_peak_frames", "kv_peak_bytes", "prepared_peak_bytes")
+        } | {"runs": rows}
+
+    result: dict = {"policies": {}}
+    for name in policies:  # the prepared runs at the top level, as a run has them by default
+        row = summary((name, True))
+        row["unprepared"] = summary((name, False))
+        row["prep_speedup"] = row["unprepared"]["seconds"] / row["seconds"]
+        result["policies"][name] = row
+    dense, relaxed = result["policies"]["dense"], result["policies"]["relaxed"]
+    speedup = dense["seconds"] / relaxed["seconds"]
     prov = provenance(backend.device) | {"model": backend.name} | backend.provenance
     result |= {
         "speedup": speedup,
+        "speedup_unprepared": dense["unprepared"]["seconds"] / relaxed["unprepared"]["seconds"],
         "target_speedup": cfg.target_speedup,
         "met": speedup >= cfg.target_speedup,
         "num_latent_frames": cfg.num_latent_frames,
@@ -110,20 +119,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def report(result: dict) -> str:
-    sections = ("selection", "dit", "attention", "reservoir_write", "decode")
+    sections = ("selection", "dit", "attention", "memory_kv", "reservoir_write", "decode")
     lines = [f"device: {result['device']}  model: {result['provenance']['model']}  "
              f"{result['num_latent_frames']} latent frames x {result['num_videos']} video(s), "
-             f"median of {result['repeats']}",
-             f"{'policy':<9}{'seconds':>9}{'frames/s':>10}{'KV peak':>9}  ms per chunk: "
-             + " ".join(f"{s:>10}" for s in sections)]
-    for name, row in result["policies"].items():
-        mean = row["runs"][-1]["per_chunk_mean_s"]  # empty with profile=false
-        per_chunk = " ".join(f"{1000 * mean[s]:>10.2f}" if s in mean else f"{'-':>10}" for s in sections)
-        lines.append(f"{name:<9}{row['seconds']:>9.2f}{row['latent_frames_per_s']:>10.1f}{row['kv_peak_frames']:>9}"
-                     f"{'':16}{per_chunk}")
+             f"median of {result['repeats']}; off = memory K/V not prepared once per chunk",
+             f"{'policy':<14}{'seconds':>9}{'frames/s':>10}{'KV peak':>9}{'prepared MB':>13}  ms per chunk: "
+             + " ".join(f"{s:>15}" for s in sections)]
+    for name, prepared in result["policies"].items():
+        for label, row in ((name, prepared), (f"{name} (off)", prepared["unprepared"])):
+            mean = row["runs"][-1]["per_chunk_mean_s"]  # empty with profile=false
+            per_chunk = " ".join(f"{1000 * mean[s]:>15.2f}" if s in mean else f"{'-':>15}" for s in sections)
+            lines.append(f"{label:<14}{row['seconds']:>9.2f}{row['latent_frames_per_s']:>10.1f}"
+                         f"{row['kv_peak_frames']:>9}{row['prepared_peak_bytes'] / 1e6:>13.2f}{'':16}{per_chunk}")
     verdict = "met" if result["met"] else "MISSED"
     target = result["target_speedup"]
-    lines.append(f"speed-up dense / relaxed: {result['speedup']:.2f}x (target >= {target}x: {verdict})")
+    lines.append(f"speed-up dense / relaxed: {result['speedup']:.2f}x (target >= {target}x: {verdict}); "
+                 f"memory not prepared: {result['speedup_unprepared']:.2f}x")
+    for name, row in result["policies"].items():
+        lines.append(f"speed-up of the preparation, {name}: {row['prep_speedup']:.2f}x (not prepared / prepared)")
     return "\n".join(lines)
 
 

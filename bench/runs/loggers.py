@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from memory_policies import ConfigError
 
-from .outputs import clip_scores
+from .outputs import clip_scores, read_per_chunk
 from .study import in_study
 
 
@@ -80,8 +80,7 @@ class WandbLogger:
         run = self._start(summary)
         try:
             run.summary.update(summary)
-            timing = json.loads((self.run_dir / "timing.json").read_text())
-            log_series(run, "chunk", pd.DataFrame(timing["per_chunk"]))  # x: the run's chunk number
+            log_series(run, "chunk", read_per_chunk(self.run_dir))  # x: the run's chunk number
             self._log_clips(run)
             self._log_trace(run)
             self._log_videos(run)

@@ -22,6 +22,7 @@ import torch
 from memory_policies import ConfigError, Plan
 
 REPO = Path(__file__).resolve().parents[2]
+PER_CHUNK_FILE = "per_chunk.jsonl"  # a run's per-chunk profile, one JSON row per chunk (timing.json has the totals)
 
 
 class OutputError(ConfigError):
@@ -90,6 +91,17 @@ def read_json_object(path: Path, required: Sequence[str] = ()) -> dict:
 def video_name(index: int, prompt: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:60]
     return f"{index:03d}_{slug}.mp4"
+
+
+def read_per_chunk(run_dir: Path) -> pd.DataFrame:
+    """A run's per-chunk profile (`PER_CHUNK_FILE`), one row per chunk; empty when the run wrote none."""
+    path = Path(run_dir) / PER_CHUNK_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_json(path, lines=True)
+    except ValueError as err:
+        raise UnreadableFile(f"{path} is not one JSON object per line ({str(err).splitlines()[0]})") from None
 
 
 @dataclass

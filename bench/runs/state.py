@@ -25,7 +25,7 @@ from .outputs import atomic_write_json, writing
 LOCK = ".run.lock"
 MARKER = "running.json"
 # Everything of a run that could be read as a later run's results in the same folder.
-RESULTS = ("summary.json", "error.json", "metrics.json", "timing.json", "plan_trace.jsonl", "videos")
+RESULTS = ("summary.json", "error.json", "metrics.json", "timing.json", "per_chunk.jsonl", "plan_trace.jsonl", "videos")
 
 
 class FolderBusy(ConfigError):

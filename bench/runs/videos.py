@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import imageio.v2 as imageio
 import numpy as np
 
 from memory_policies import ConfigError
+
+from .outputs import writing
 
 VIDEO_SUFFIXES = (".mp4",)
 # The run's videos: near-lossless H.264, yuv444 so that small sprites keep their colours.
@@ -84,23 +87,28 @@ def _next_rgb(capture: cv2.VideoCapture) -> np.ndarray | None:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
 
 
-def read_video(path: Path) -> tuple[np.ndarray, VideoInfo]:
-    """All frames of `path` as uint8 (T, H, W, 3) RGB and its header. A file that decodes short of the
-    frame count it declares (a truncated download or copy) is an error, not a shorter video."""
+def stream_video(path: Path) -> Iterator[np.ndarray]:
+    """The frames of `path` one at a time as uint8 (H, W, 3) RGB, decoded as they are asked for. A file
+    that decodes short of the frame count it declares (a truncated download or copy) is an error once
+    it runs out, not a shorter video."""
     capture, info = _open(path)
-    frames = []
+    count = 0
     try:
         while (frame := _next_rgb(capture)) is not None:
-            frames.append(frame)
+            count += 1
+            yield frame
     finally:
         capture.release()
-    if not frames:
+    if not count:
         raise VideoError(f"video {path} is not a readable video (no frames or no frame rate decoded)")
-    if len(frames) < info.frame_count:
-        raise VideoError(
-            f"video {path} is truncated: {len(frames)} of the {info.frame_count} frames it declares decode"
-        )
-    return np.stack(frames), info
+    if count < info.frame_count:
+        raise VideoError(f"video {path} is truncated: {count} of the {info.frame_count} frames it declares decode")
+
+
+def read_video(path: Path) -> tuple[np.ndarray, VideoInfo]:
+    """All frames of `path` as uint8 (T, H, W, 3) RGB and its header (see `stream_video`)."""
+    frames = list(stream_video(path))
+    return np.stack(frames), probe(path)
 
 
 def read_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
@@ -119,8 +127,8 @@ def read_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
     return [frames[i] for i in indices]
 
 
-def _write(path: Path, frames: np.ndarray, fps: float, settings: dict, extra: tuple[str, ...] = ()) -> None:
-    writer = imageio.get_writer(
+def _writer(path: Path, fps: float, settings: dict, extra: tuple[str, ...] = ()):
+    return imageio.get_writer(
         path,
         fps=fps,
         codec=settings["codec"],
@@ -129,6 +137,10 @@ def _write(path: Path, frames: np.ndarray, fps: float, settings: dict, extra: tu
         ffmpeg_log_level="error",
         output_params=["-crf", str(settings["crf"]), *extra],
     )
+
+
+def _write(path: Path, frames: np.ndarray, fps: float, settings: dict) -> None:
+    writer = _writer(path, fps, settings)
     try:
         for frame in frames:
             writer.append_data(frame)
@@ -136,17 +148,43 @@ def _write(path: Path, frames: np.ndarray, fps: float, settings: dict, extra: tu
         writer.close()
 
 
+class VideoWriter:
+    """The run's near-lossless H.264 mp4, written as the video is generated (`append` each chunk's
+    frames; ffmpeg encodes as they come, nothing of the whole video is held) into a temporary file
+    that becomes `path` only when the block ends without an error, so a reader never sees half a video.
+    A file system error is one OutputError line naming the video."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
+        self.fps = fps
+
+    def __enter__(self) -> VideoWriter:
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = _writer(self.tmp, self.fps, RUN_VIDEO, ("-preset", "medium"))
+        return self
+
+    def append(self, frames: np.ndarray) -> None:
+        """uint8 frames (T, H, W, 3), the next of the video."""
+        with writing(self.path):
+            for frame in frames:
+                self.writer.append_data(frame)
+
+    def __exit__(self, kind, err, tb) -> None:
+        try:
+            with writing(self.path):
+                self.writer.close()
+                if kind is None:
+                    os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)  # left only when writing failed
+
+
 def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
-    """uint8 frames (T, H, W, 3) to the run's near-lossless H.264 mp4, through a temporary file and a
-    rename so that a reader never sees half a video."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    try:
-        _write(tmp, frames, fps, RUN_VIDEO, ("-preset", "medium"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # left only when writing failed
+    """uint8 frames (T, H, W, 3) to the run's mp4 at once (`VideoWriter`)."""
+    with VideoWriter(path, fps) as writer:
+        writer.append(frames)
 
 
 def write_clip(path: Path, frames: np.ndarray, fps: int, reencode: bool) -> None:

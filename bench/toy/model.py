@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def toy_backend(
         name="toy",
         dit=PlannedWan(dit),
         encode_text=encode,
-        decode=lambda latents: decode_pixels(latents, video_scale),
+        decoder=lambda: partial(decode_pixels, scale=video_scale),  # stateless: frame by frame
         latent_shape=(3, SIZE, SIZE),
         fps=FPS,
         device=torch.device(device),
