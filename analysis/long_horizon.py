@@ -11,7 +11,7 @@ from bench.evaluation.long_horizon import DRIFT
 
 from .names import DIMENSIONS, OWN_METRICS, TITLES, scale
 from .spread import INTERVAL, summarise
-from .tables import MISSING
+from .tables import MISSING, booktabs_table
 
 FREEZE, FROZEN, COLLAPSE = "time_to_freeze_s", "frozen_fraction", "collapse_fraction"
 DRIFT_TITLES = dict(zip(DRIFT, ("Δ_drift", "Slope/min")))
@@ -101,17 +101,8 @@ def latex_symbols(text: str) -> str:
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    """One booktabs table, lengths as multirow groups (needs \\usepackage{booktabs,multirow})."""
+    """The long-horizon table as one booktabs table (`tables.booktabs_table`)."""
     if table.empty:
         table = pd.DataFrame({"Length": [MISSING], "Method": ["no long-horizon metrics"]})
-    styler = table.set_index(["Length", "Method"]).style
-    styler = styler.format(escape="latex").format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     caption = NOTE.replace("%", "\\%").replace("_", "\\_")
-    return latex_symbols(styler.to_latex(
-        hrules=True,
-        clines="skip-last;data",
-        multirow_align="t",
-        position_float="centering",
-        caption=f"Long-horizon metrics ({caption}).",
-        label="tab:long_horizon",
-    ))
+    return latex_symbols(booktabs_table(table, f"Long-horizon metrics ({caption}).", "tab:long_horizon"))

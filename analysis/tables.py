@@ -123,6 +123,11 @@ def to_markdown(table: pd.DataFrame, note: str) -> str:
 
 
 def to_latex(table: pd.DataFrame, note: str) -> str:
+    """Table 1 as one booktabs table (`booktabs_table`)."""
+    return booktabs_table(table, f"Table 1, paper vs measured (scores x100; {PAPER_NOTE}; {note}).", "tab:table1")
+
+
+def booktabs_table(table: pd.DataFrame, caption: str, label: str) -> str:
     """One booktabs table, lengths as multirow groups (needs \\usepackage{booktabs,multirow})."""
     styler = table.set_index(["Length", "Method"]).style
     styler = styler.format(escape="latex").format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
@@ -131,6 +136,6 @@ def to_latex(table: pd.DataFrame, note: str) -> str:
         clines="skip-last;data",
         multirow_align="t",
         position_float="centering",
-        caption=f"Table 1, paper vs measured (scores x100; {PAPER_NOTE}; {note}).",
-        label="tab:table1",
+        caption=caption,
+        label=label,
     )

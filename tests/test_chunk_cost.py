@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ def test_a_linear_rise_is_measured_in_ms_per_minute_of_video():
 
 
 def test_noise_around_a_constant_is_flat_and_a_step_is_not():
+    # 4800 chunks = 60 min of video: the slope is fitted to 60 one-minute medians
     noise = np.random.default_rng(0).normal(0, 0.005, 4800)
     flat = chunk_cost(rows(0.1 + noise), warmup=40)
     assert flat.flat and flat.chunks == 4760
@@ -38,8 +40,11 @@ def test_the_command_reads_a_run_folder(tmp_path, capsys):
     with open(tmp_path / "per_chunk.jsonl", "w") as f:
         for i in range(100):
             f.write(json.dumps({"t": 3 * i, "denoise": 0.05, "clean_pass": 0.01, "decode": 0.001}) + "\n")
-    main([str(tmp_path), "--warmup", "10", "--parts", "3"])
+    main([str(tmp_path), "--warmup", "10", "--parts", "3", "--block", "0.25"])
     out = capsys.readouterr().out
-    assert "90 chunks after 10, median 61.0 ms per chunk" in out and out.count("median") == 4 and "flat" in out
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "missing")])
+    assert "90 chunks after 10, median 61.0 ms per chunk" in out
+    assert len([line for line in out.splitlines() if line.startswith("  video")]) == 3
+    assert re.search(r"slope [+-]0\.0000 .*: flat; the chunk changes by [+-]0\.00 %", out)
+    for bad in ([str(tmp_path / "missing")], [str(tmp_path)]):  # no rows; 67 s of video: 2 one-minute blocks
+        with pytest.raises(SystemExit):
+            main(bad)
