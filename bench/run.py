@@ -48,7 +48,6 @@ from memory_policies.reach import first_unseen
 log = logging.getLogger(__name__)
 
 
-
 def config_hash(cfg: DictConfig) -> str:
     """Identity of what a run computes: same hash, same results. The resolved config with the prompts as
     loaded (a prompts file is its lines) and each `_target_` cut to its class name (where a class lives

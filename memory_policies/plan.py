@@ -156,8 +156,14 @@ class MemoryPolicy(Protocol):
     def plan(self, t: int, view: ReservoirView) -> Plan:
         """The attention plan of the chunk starting at latent frame `t`, made before `retain` evicts."""
 
-    # Optional: `device_frames() -> int | None`, how many of the held entries must be on the device at
-    # once; a number makes the sampler keep the rest in host memory (`bench.generation.offload`).
+
+
+def device_frames(policy: MemoryPolicy) -> int | None:
+    """How many held entries `policy` needs on the device at once, from its optional `device_frames()`;
+    a number makes the sampler keep the rest in host memory (`bench.generation.offload`), None keeps
+    everything on the device."""
+    method = getattr(policy, "device_frames", None)
+    return None if method is None else method()
 
 
 def current_chunk(t: int, chunk: int) -> tuple[tuple[int, int], ...]:

@@ -29,7 +29,7 @@ import torch
 from bench.models.backend import Backend
 from bench.perf.profiler import Profiler
 from memory_policies import ConfigError, DensePolicy, MemoryPolicy, Plan
-from memory_policies.plan import MAX_MEMORY_FRAMES, Check, check_int
+from memory_policies.plan import MAX_MEMORY_FRAMES, Check, check_int, device_frames
 
 from .reservoir import KVReservoir
 from .sampler import SECONDS_PER_LATENT_FRAME, ARSampler, Generators, TraceFn, select, video_bar
@@ -56,7 +56,7 @@ class RollingSampler(ARSampler):
         super().check(policy, num_latent_frames)
         if self.commit_window is None:
             return
-        if getattr(policy, "device_frames", lambda: None)() is not None:
+        if device_frames(policy) is not None:
             raise ConfigError(
                 f"sampler.commit_window={self.commit_window}: the clean pass reads frames outside the plan, which "
                 f"policy {policy.name} keeps in host memory (offloaded store); use another store or commit_window=null"

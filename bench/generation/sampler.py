@@ -28,6 +28,7 @@ from memory_policies.plan import (
     check_int,
     check_number,
     check_timesteps,
+    device_frames,
 )
 
 from .offload import OffloadReservoir
@@ -167,10 +168,10 @@ class ARSampler:
             "dtype": backend.dtype,
             "device": backend.device,
         }
-        device_frames = getattr(policy, "device_frames", lambda: None)()
-        if device_frames is None:
+        on_device = device_frames(policy)
+        if on_device is None:
             return KVReservoir(**sizes)
-        return OffloadReservoir(**sizes, device_frames=device_frames, planner=policy.plan)
+        return OffloadReservoir(**sizes, device_frames=on_device, planner=policy.plan)
 
     def prepare(self, backend: Backend, policy: MemoryPolicy, text: torch.Tensor, num_latent_frames: int) -> KVReservoir:
         """Check the request; an empty reservoir for the batch of encoded prompts `text`."""
