@@ -11,7 +11,7 @@ from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 from bench.generation.reservoir import KVReservoir
 from bench.generation.sampler import select
-from bench.generation.wan_attention import AttentionState, rope_tables
+from bench.generation.wan_attention import AttentionState, apply_rope, rope_tables
 from bench.perf.profiler import Profiler
 from bench.toy.model import DIT_CONFIG, ToyTextEncoder, toy_backend
 from memory_policies import DensePolicy, Plan, RelaxedPolicy
@@ -34,14 +34,28 @@ def stock_copy(backend, mask=None):
     ref = copy.deepcopy(backend.dit.transformer)
     for block in ref.blocks:
         block.attn1.set_processor(WanAttnProcessor() if mask is None else MaskedStockProcessor(mask))
+        block.attn2.set_processor(WanAttnProcessor())
     return ref
 
 
 def test_rope_tables_equal_diffusers_table(random_toy):
     rope = random_toy.dit.transformer.rope
     cos, sin = rope(torch.zeros(1, 3, 5, 32, 32))
-    my_cos, my_sin = rope_tables(rope, range(5), 8, 8, torch.device("cpu"))
-    assert torch.equal(cos.float(), my_cos) and torch.equal(sin.float(), my_sin)
+    freqs = rope_tables(rope, range(5), 8, 8, torch.device("cpu"))
+    assert freqs.dtype == torch.complex64
+    assert torch.equal(cos.float()[..., 0::2], freqs.real) and torch.equal(sin.float()[..., 1::2], freqs.imag)
+
+
+def test_rope_rotation_is_diffusers_formula_bit_for_bit(random_toy):
+    """diffusers' `apply_rotary_emb` of Wan (written out here) against the complex multiplication."""
+    rope = random_toy.dit.transformer.rope
+    cos, sin = (table.float() for table in rope(torch.zeros(1, 3, 5, 32, 32)))
+    x = torch.randn(2, cos.shape[1], 4, 32) * 10
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    expected = torch.empty_like(x)
+    expected[..., 0::2] = x1 * cos[..., 0::2] - x2 * sin[..., 1::2]
+    expected[..., 1::2] = x1 * sin[..., 1::2] + x2 * cos[..., 0::2]
+    assert torch.equal(apply_rope(x, rope_tables(rope, range(5), 8, 8, torch.device("cpu"))), expected)
 
 
 @torch.no_grad()
@@ -70,6 +84,49 @@ def stream_clean_passes(backend, policy, clean, text, reservoir=None):
         outputs.append(backend.dit(clean[:, :, t : t + 3], torch.zeros(clean.shape[0]), text, state))
         plans.append(plan)
     return torch.cat(outputs, dim=2), plans
+
+
+@torch.no_grad()
+def test_text_keys_and_values_are_computed_once_per_video(random_toy):
+    """Every clean pass of a streamed video equals diffusers' forward, while each layer's text K/V
+    come from the video's reservoir after its first forward: attn2's `to_k` runs once per layer."""
+    torch.manual_seed(3)
+    clean = torch.randn(2, 3, 9, 32, 32)
+    text = random_toy.encode_text(["a green circle moving slow", "a red square moving fast"])
+    blocks = random_toy.dit.transformer.blocks
+    calls = []
+    hooks = [block.attn2.to_k.register_forward_hook(lambda *_: calls.append(1)) for block in blocks]
+    try:
+        streamed, plans = stream_clean_passes(random_toy, DensePolicy(window=None), clean, text)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(plans) == 3 and len(calls) == len(blocks)
+    ref = stock_copy(random_toy, mask_from_plans(plans, 9))
+    torch.testing.assert_close(streamed, ref(clean, torch.zeros(2), text, return_dict=False)[0], rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_clean_pass_without_output_stores_the_same_kv(random_toy):
+    """`output=False` ends the forward after the last layer's write: None back, the same K/V stored."""
+    torch.manual_seed(4)
+    clean = torch.randn(1, 3, 6, 32, 32)
+    text = random_toy.encode_text(["a blue circle moving slow"])
+    cfg = random_toy.dit.config
+    stores = []
+    for output in (True, False):
+        reservoir = KVReservoir(cfg.num_layers, 1, TOKENS, cfg.num_attention_heads, cfg.attention_head_dim, None)
+        for t in (0, 3):
+            plan = DensePolicy(window=None).plan(t, reservoir.view())
+            reservoir.allocate(range(t, t + 3))
+            state = AttentionState(plan.current_positions, plan.frames, plan.positions, reservoir,
+                                   write_frames=range(t, t + 3), output=output)
+            out = random_toy.dit(clean[:, :, t : t + 3], torch.zeros(1), text, state)
+            assert (out is None) == (not output)
+        stores.append(reservoir)
+    assert torch.equal(stores[0].k, stores[1].k) and torch.equal(stores[0].v, stores[1].v)
+    with pytest.raises(ValueError, match="write_frames"):
+        random_toy.dit(clean[:, :, :3], torch.zeros(1), text, AttentionState([0, 1, 2], output=False))
 
 
 def mask_from_plans(plans, num_frames: int) -> torch.Tensor:

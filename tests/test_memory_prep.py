@@ -66,7 +66,8 @@ def test_each_layer_gathers_its_memory_once_per_chunk(random_toy, monkeypatch):
     generate(random_toy, RelaxedPolicy(), prepare=False, frames=12)
     layers = TOY["layers"]
     assert len(on) == 3 * layers  # chunks 3, 6, 9
-    assert len(gathered) == 3 * layers * (len(STEPS) + 1)
+    # not prepared: every forward gathers again, but the clean pass ends at the last layer's K/V write
+    assert len(gathered) == 3 * (layers * len(STEPS) + layers - 1)
     # chunk 3 attends frames 0-2 (sinks 0, 1 + tail 2); each layer reads them once, in layer order
     assert on[:layers] == [(layer, (0, 1, 2)) for layer in range(layers)]
 

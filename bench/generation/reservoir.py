@@ -47,6 +47,8 @@ class KVReservoir:
         # per frame: the sum of its roped query rows in its clean pass, (layers, batch, heads, head_dim) float32
         self.query_sums: dict[int, torch.Tensor] = {}
         self.tokens = TokenStore(num_layers)  # token memories; counted in the peak in frames' worth of bytes
+        # per layer, the cross-attention K/V of the video's prompts (wan_attention.TextAttnProcessor)
+        self.text_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.peak_frames = 0
 
     @property

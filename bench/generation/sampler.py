@@ -146,13 +146,14 @@ class ARSampler:
         state: Callable[..., AttentionState],
         generator: Generators,
     ) -> None:
-        """The clean pass: a forward at `context_noise` that writes the chunk's K/V as frames t, t+1, ..."""
+        """The clean pass: a forward at `context_noise` that writes the chunk's K/V as frames t, t+1, ...
+        (its output is not used, so it stops once the last layer has written them)."""
         frames = list(range(t, t + x0.shape[2]))
         reservoir.allocate(frames)
         c = self.context_noise / 1000
         context = x0 if c == 0 else (1 - c) * x0 + c * self.noise(x0.shape, generator, backend)
         timestep = torch.full((x0.shape[0],), self.context_noise, device=backend.device)
-        backend.dit(context, timestep, text, state(write_frames=frames))
+        backend.dit(context, timestep, text, state(write_frames=frames, output=False))
 
     def new_reservoir(self, backend: Backend, policy: MemoryPolicy, batch: int) -> KVReservoir:
         """The reservoir `policy` asks for: every held frame on the device, or, when it has a

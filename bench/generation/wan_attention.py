@@ -12,6 +12,10 @@ denoising steps and the clean pass, which writes new frames into free slots only
 all of them one `PreparedMemory`: each layer gathers and ropes its memory (`MemoryKV`) in the
 chunk's first forward and reuses it in the others, with bit-identical results.
 
+The cross-attention (`TextAttnProcessor`) is diffusers' for text-only Wan, except that each layer's
+text keys and values are computed once per video and kept in the reservoir. A clean pass, whose
+output nobody reads, ends at the last layer's K/V write (`AttentionState.output`).
+
 A plan's token memory (`Plan.tokens`) is attended after the memory frames, each token row at its
 source frame's position + the plan's shift, per batch row; at the chunk's first forward
 (`select_tokens`) each layer first re-selects it from its own queries (`token_memory`). The clean
@@ -36,7 +40,7 @@ from memory_policies.plan import TokenMemory
 from .reservoir import KVReservoir
 from .token_memory import TokenRows, token_scores, top_tokens
 
-RopeTables = tuple[torch.Tensor, torch.Tensor]
+RopeTable = torch.Tensor  # complex (1, tokens, 1, head_dim // 2): `rope_tables`
 
 
 @dataclass
@@ -46,12 +50,13 @@ class AttentionState:
     memory_positions: Sequence[int] = ()
     reservoir: KVReservoir | None = None
     write_frames: Sequence[int] = ()  # frame ids under which the input's K/V are stored (clean pass)
+    output: bool = True  # False: nobody reads the output; the forward ends once the last layer stored its K/V
     mask: torch.Tensor | None = None  # (queries, keys) boolean, True = attend
     tokens: TokenMemory | None = None  # a token memory to attend (after the memory frames)
     select_tokens: bool = False  # the chunk's first forward: run the token memory's selection first
     prepared: PreparedMemory | None = field(default=None, repr=False)  # the chunk's memory K/V; None: rebuilt per forward
-    rope: RopeTables | None = field(default=None, repr=False)
-    rope_at: Callable[[tuple[int, ...]], RopeTables] | None = field(default=None, repr=False)
+    rope: RopeTable | None = field(default=None, repr=False)
+    rope_at: Callable[[tuple[int, ...]], RopeTable] | None = field(default=None, repr=False)
     # times "dit", "attention", "reservoir_write", "token_selection", "memory_kv"; the default is disabled
     profiler: Profiler = field(default_factory=lambda: Profiler(enabled=False), repr=False)
 
@@ -80,16 +85,16 @@ class AttentionState:
         """Rotate token rows x (batch, n, heads, head_dim): row (b, i) is token `token[b, i]` of a
         frame at temporal position `positions[b, i]`."""
         unique, inverse = torch.unique(positions, return_inverse=True)
-        cos, sin = self.rope_at(tuple(unique.tolist()))
-        index = inverse * (cos.shape[1] // len(unique)) + token
-        return apply_rope(x, cos[0][index], sin[0][index])
+        freqs = self.rope_at(tuple(unique.tolist()))
+        index = inverse * (freqs.shape[1] // len(unique)) + token
+        return apply_rope(x, freqs[0][index])
 
 
-def memoised(build: Callable[[tuple[int, ...]], RopeTables]) -> Callable[[tuple[int, ...]], RopeTables]:
+def memoised(build: Callable[[tuple[int, ...]], RopeTable]) -> Callable[[tuple[int, ...]], RopeTable]:
     """`build` computed once per distinct positions (layers of one forward often share them)."""
-    tables: dict[tuple[int, ...], RopeTables] = {}
+    tables: dict[tuple[int, ...], RopeTable] = {}
 
-    def at(positions: tuple[int, ...]) -> RopeTables:
+    def at(positions: tuple[int, ...]) -> RopeTable:
         if positions not in tables:
             tables[positions] = build(positions)
         return tables[positions]
@@ -99,30 +104,31 @@ def memoised(build: Callable[[tuple[int, ...]], RopeTables]) -> Callable[[tuple[
 
 def rope_tables(
     rope: torch.nn.Module, frame_positions: Sequence[int], height: int, width: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Wan's 3D RoPE (cos, sin) for frames at arbitrary temporal positions, shaped (1, tokens, 1, head_dim).
+) -> torch.Tensor:
+    """Wan's 3D RoPE for frames at arbitrary temporal positions: one complex rotation cos + i sin per
+    channel pair, shaped (1, tokens, 1, head_dim // 2), complex64.
 
-    Built with diffusers' own 1D table function, so positions 0..F-1 reproduce `WanRotaryPosEmbed`.
+    Built with diffusers' own 1D table function, so positions 0..F-1 hold `WanRotaryPosEmbed`'s
+    (cos, sin) pairs exactly.
     """
     pos_t = torch.tensor(list(frame_positions), dtype=torch.float64)
     parts = []
     for dim, pos in ((rope.t_dim, pos_t), (rope.h_dim, torch.arange(height)), (rope.w_dim, torch.arange(width))):
-        parts.append(get_1d_rotary_pos_embed(dim, pos, 10000.0, use_real=True, freqs_dtype=torch.float64))
+        cos, sin = get_1d_rotary_pos_embed(dim, pos, 10000.0, use_real=True, freqs_dtype=torch.float64)
+        parts.append(torch.complex(cos[:, 0::2], sin[:, 1::2]))  # the tables repeat each value per pair
     frames, grid = len(pos_t), (len(pos_t), height, width)
-    tables = []
-    for which in (0, 1):
-        t_tab = parts[0][which].view(frames, 1, 1, -1).expand(*grid, -1)
-        h_tab = parts[1][which].view(1, height, 1, -1).expand(*grid, -1)
-        w_tab = parts[2][which].view(1, 1, width, -1).expand(*grid, -1)
-        tables.append(torch.cat([t_tab, h_tab, w_tab], dim=-1).reshape(1, -1, 1, rope.attention_head_dim).to(device))
-    return tables[0], tables[1]
+    t_tab = parts[0].view(frames, 1, 1, -1).expand(*grid, -1)
+    h_tab = parts[1].view(1, height, 1, -1).expand(*grid, -1)
+    w_tab = parts[2].view(1, 1, width, -1).expand(*grid, -1)
+    return torch.cat([t_tab, h_tab, w_tab], dim=-1).reshape(1, -1, 1, rope.attention_head_dim // 2).to(device)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved channel pairs of x (batch, tokens, heads, head_dim), as Wan does."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos[..., 0::2], sin[..., 1::2]
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved channel pairs of x (batch, tokens, heads, head_dim) by the complex `freqs`,
+    in float32, as Wan does: pair (a, b) is a + ib, and (a + ib)(cos + i sin) gives diffusers'
+    a cos - b sin and a sin + b cos bit for bit, in one operation instead of a dozen."""
+    pairs = torch.view_as_complex(x.float().contiguous().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
 
 
 @dataclass(frozen=True)
@@ -163,16 +169,30 @@ def joined(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
+def attended(
+    attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """SDPA over (batch, rows, heads, head_dim) query/key/value, then `attn`'s output projection."""
+    out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask)
+    return attn.to_out[1](attn.to_out[0](out.transpose(1, 2).flatten(2, 3).type_as(query)))
+
+
 class StateSlot:
     """Shared by all processors of one model: the state of the forward in flight."""
 
     state: AttentionState | None = None
 
 
+class KVWritten(Exception):
+    """Raised by the last layer of a forward whose state wants no output, once its K/V are stored:
+    the rest of that layer and the output head would compute what nobody reads."""
+
+
 class PlannedAttnProcessor:
-    def __init__(self, layer: int, slot: StateSlot) -> None:
+    def __init__(self, layer: int, slot: StateSlot, last: bool = False) -> None:
         self.layer = layer
         self.slot = slot
+        self.last = last  # the model's last layer
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         state = self.slot.state
@@ -190,11 +210,12 @@ class PlannedAttnProcessor:
             with state.profiler.section("reservoir_write"):
                 state.reservoir.write(self.layer, state.write_frames, key, value)
 
-        cos, sin = state.rope
-        query, key = apply_rope(query, cos, sin), apply_rope(key, cos, sin)
+        query, key = apply_rope(query, state.rope), apply_rope(key, state.rope)
         if state.write_frames:
             with state.profiler.section("reservoir_write"):
                 state.reservoir.write_queries(self.layer, state.write_frames, query)
+            if self.last and not state.output:
+                raise KVWritten
         mask = state.mask
         selected = False
         if state.tokens is not None:
@@ -212,11 +233,7 @@ class PlannedAttnProcessor:
             key = torch.cat([memory.key, key], dim=1)
             value = torch.cat([memory.value, value], dim=1)
 
-        out = F.scaled_dot_product_attention(
-            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask
-        )
-        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
-        return attn.to_out[1](attn.to_out[0](out))
+        return attended(attn, query, key, value, mask)
 
     def memory(self, state: AttentionState, dtype: torch.dtype, selected: bool = False) -> MemoryKV | None:
         """This layer's memory under the state's plan (None if it has none): the chunk's prepared one,
@@ -239,7 +256,7 @@ class PlannedAttnProcessor:
         keys, values, valid = [], [], None
         if state.memory_frames:
             k, v = state.reservoir.gather(self.layer, state.memory_frames)
-            keys.append(apply_rope(k.to(dtype), *state.rope_at(tuple(state.memory_positions))))
+            keys.append(apply_rope(k.to(dtype), state.rope_at(tuple(state.memory_positions))))
             values.append(v.to(dtype))
         if state.tokens is not None:
             rows = state.reservoir.tokens.get(state.tokens.entry, self.layer)
@@ -264,6 +281,31 @@ class PlannedAttnProcessor:
         reservoir.tokens.put(select.entry, self.layer, pool.take(index, kept))
 
 
+class TextAttnProcessor:
+    """Cross-attention to the prompts, computed as diffusers' `WanAttnProcessor` does for text-only
+    Wan, with each layer's text keys and values computed once per video: the prompts do not change
+    while a video is generated, so a forward whose state has a reservoir (one per video) takes them
+    from `reservoir.text_kv`, filled by its first forward (Self-Forcing's release caches them too).
+    Without a reservoir (training, a bare forward) they are computed every time."""
+
+    def __init__(self, layer: int, slot: StateSlot) -> None:
+        self.layer = layer
+        self.slot = slot
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+        reservoir = None if self.slot.state is None else self.slot.state.reservoir
+        cached = None if reservoir is None else reservoir.text_kv.get(self.layer)
+        if cached is None:
+            key = attn.norm_k(attn.to_k(encoder_hidden_states)).unflatten(2, (attn.heads, -1))
+            cached = key, attn.to_v(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+            if reservoir is not None:
+                reservoir.text_kv[self.layer] = cached
+        elif cached[0].shape[0] != query.shape[0]:
+            raise RuntimeError(f"the reservoir holds text K/V of {cached[0].shape[0]} prompts, the forward has {query.shape[0]}")
+        return attended(attn, query, *cached, attention_mask)
+
+
 class PlannedWan(torch.nn.Module):
     """A `WanTransformer3DModel` whose self-attention follows an `AttentionState` per forward."""
 
@@ -272,7 +314,9 @@ class PlannedWan(torch.nn.Module):
         self.transformer = transformer
         self.slot = StateSlot()
         for i, block in enumerate(transformer.blocks):
-            block.attn1.set_processor(PlannedAttnProcessor(i, self.slot))
+            block.attn1.set_processor(PlannedAttnProcessor(i, self.slot, last=i == len(transformer.blocks) - 1))
+            if block.attn2.add_k_proj is None:  # text-only cross-attention (image-conditioned Wan keeps diffusers')
+                block.attn2.set_processor(TextAttnProcessor(i, self.slot))
 
     @property
     def config(self):
@@ -288,21 +332,26 @@ class PlannedWan(torch.nn.Module):
         timestep: torch.Tensor,
         text: torch.Tensor,
         state: AttentionState,
-    ) -> torch.Tensor:
-        """latents (batch, channels, frames, H, W); timestep (batch,) or (batch, tokens) in [0, 1000]."""
+    ) -> torch.Tensor | None:
+        """latents (batch, channels, frames, H, W); timestep (batch,) or (batch, tokens) in [0, 1000].
+        The output has the latents' shape; None for a state with `output=False` that writes K/V."""
         with state.profiler.section("dit"):
             return self._forward(latents, timestep, text, state)
 
     def _forward(
         self, latents: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor, state: AttentionState
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         rope = self.transformer.rope
         h, w = self.grid(latents.shape[-2], latents.shape[-1])
         if len(state.positions) != latents.shape[2]:
             raise ValueError(f"{len(state.positions)} positions for {latents.shape[2]} frames")
+        if not state.output and not state.write_frames:
+            raise ValueError("a forward without output must write K/V (write_frames)")
         state.place(rope, h, w, latents.device)
         self.slot.state = state
         try:
             return self.transformer(latents, timestep, text, return_dict=False)[0]
+        except KVWritten:
+            return None
         finally:
             self.slot.state = None
