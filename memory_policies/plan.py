@@ -140,7 +140,8 @@ class ReservoirView:
 class MemoryPolicy(Protocol):
     """Each chunk the sampler asks `plan` (on the reservoir as the previous chunk left it), then
     computes the plan's synthesised entries, then evicts the frames `retain` does not keep, then
-    writes the chunk's K/V. A policy is pure: the same `t` and view give the same plan."""
+    writes the chunk's K/V. A policy is pure: the same `t` and view give the same plan. It may also
+    have a `device_frames()`, read through `device_frames(policy)` below."""
 
     name: str
     chunk: int
@@ -155,7 +156,6 @@ class MemoryPolicy(Protocol):
 
     def plan(self, t: int, view: ReservoirView) -> Plan:
         """The attention plan of the chunk starting at latent frame `t`, made before `retain` evicts."""
-
 
 
 def device_frames(policy: MemoryPolicy) -> int | None:
