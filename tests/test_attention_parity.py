@@ -11,7 +11,7 @@ from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 from bench.generation.reservoir import KVReservoir
 from bench.generation.sampler import select
-from bench.generation.wan_attention import AttentionState, apply_rope, rope_tables
+from bench.generation.wan_attention import AttentionState, PlannedWan, apply_rope, rope_tables
 from bench.perf.profiler import Profiler
 from bench.toy.model import DIT_CONFIG, ToyTextEncoder, toy_backend
 from memory_policies import DensePolicy, Plan, RelaxedPolicy
@@ -59,14 +59,24 @@ def test_rope_rotation_is_diffusers_formula_bit_for_bit(random_toy):
 
 
 @torch.no_grad()
-def test_single_chunk_with_empty_reservoir_equals_stock_forward(random_toy):
+@pytest.mark.parametrize("per_token", [False, True])
+def test_single_chunk_with_empty_reservoir_equals_stock_forward(random_toy, per_token):
+    """`PlannedWan`'s forward is diffusers' written out: bit for bit, with one timestep per video and
+    with one per token (the rolling sampler's)."""
     ref = stock_copy(random_toy)
     x = torch.randn(2, 3, 3, 32, 32)
     timestep = torch.tensor([937.5, 250.0])
+    if per_token:
+        timestep = timestep[:, None].repeat(1, 3 * TOKENS) - torch.arange(3 * TOKENS) / 8
     text = random_toy.encode_text(["a red square moving fast", "a blue circle moving slow"])
     expected = ref(x, timestep, text, return_dict=False)[0]
     got = random_toy.dit(x, timestep, text, AttentionState(positions=[0, 1, 2]))
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got, expected)
+
+
+def test_image_conditioned_wan_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="image-conditioned"):
+        PlannedWan(WanTransformer3DModel(**DIT_CONFIG, image_dim=16))
 
 
 def stream_clean_passes(backend, policy, clean, text, reservoir=None):
@@ -87,21 +97,29 @@ def stream_clean_passes(backend, policy, clean, text, reservoir=None):
 
 
 @torch.no_grad()
-def test_text_keys_and_values_are_computed_once_per_video(random_toy):
-    """Every clean pass of a streamed video equals diffusers' forward, while each layer's text K/V
-    come from the video's reservoir after its first forward: attn2's `to_k` runs once per layer."""
+def test_text_keys_values_and_conditions_are_computed_once_per_video(random_toy):
+    """Every clean pass of a streamed video equals diffusers' forward, while what depends only on the
+    prompts and the timestep comes from the video's reservoir after its first forward: attn2's
+    `to_k` runs once per layer, the condition embedder once (one timestep value), and diffusers'
+    own RoPE tables are never built."""
     torch.manual_seed(3)
     clean = torch.randn(2, 3, 9, 32, 32)
     text = random_toy.encode_text(["a green circle moving slow", "a red square moving fast"])
-    blocks = random_toy.dit.transformer.blocks
-    calls = []
-    hooks = [block.attn2.to_k.register_forward_hook(lambda *_: calls.append(1)) for block in blocks]
+    model = random_toy.dit.transformer
+    calls = {"to_k": 0, "conditions": 0, "rope": 0}
+
+    def counter(name):
+        return lambda *_: calls.__setitem__(name, calls[name] + 1)
+
+    modules = [(block.attn2.to_k, "to_k") for block in model.blocks]
+    modules += [(model.condition_embedder, "conditions"), (model.rope, "rope")]
+    hooks = [module.register_forward_hook(counter(name)) for module, name in modules]
     try:
         streamed, plans = stream_clean_passes(random_toy, DensePolicy(window=None), clean, text)
     finally:
         for hook in hooks:
             hook.remove()
-    assert len(plans) == 3 and len(calls) == len(blocks)
+    assert len(plans) == 3 and calls == {"to_k": len(model.blocks), "conditions": 1, "rope": 0}
     ref = stock_copy(random_toy, mask_from_plans(plans, 9))
     torch.testing.assert_close(streamed, ref(clean, torch.zeros(2), text, return_dict=False)[0], rtol=1e-4, atol=1e-4)
 

@@ -39,6 +39,18 @@ def test_one_plan_per_chunk_and_reservoir_respects_policy(random_toy):
     assert reservoir.peak_frames == 9 and reservoir.capacity == 9
 
 
+def test_a_video_embeds_each_timestep_value_once(random_toy):
+    """Steps 1000 and 500 (833.3 once warped by the shift) and the clean pass's 0: three condition
+    embeddings for a four-chunk video, kept in its reservoir."""
+    calls = []
+    hook = random_toy.dit.transformer.condition_embedder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        _, _, reservoir = run(random_toy, RelaxedPolicy(), 0)
+    finally:
+        hook.remove()
+    assert len(calls) == 3 and sorted(reservoir.conditions) == [(0.0,), (pytest.approx(833.333, abs=1e-3),), (1000.0,)]
+
+
 def test_x0_prediction_with_a_known_velocity(random_toy, monkeypatch):
     """With a model that always predicts v = eps - x0 for x0 = 0.5, the sampler must land on 0.5."""
 

@@ -49,6 +49,8 @@ class KVReservoir:
         self.tokens = TokenStore(num_layers)  # token memories; counted in the peak in frames' worth of bytes
         # per layer, the cross-attention K/V of the video's prompts (wan_attention.TextAttnProcessor)
         self.text_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # per timestep values, the condition embedder's output for the video's prompts (wan_attention.PlannedWan)
+        self.conditions: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.peak_frames = 0
 
     @property

@@ -13,8 +13,9 @@ all of them one `PreparedMemory`: each layer gathers and ropes its memory (`Memo
 chunk's first forward and reuses it in the others, with bit-identical results.
 
 The cross-attention (`TextAttnProcessor`) is diffusers' for text-only Wan, except that each layer's
-text keys and values are computed once per video and kept in the reservoir. A clean pass, whose
-output nobody reads, ends at the last layer's K/V write (`AttentionState.output`).
+text keys and values are computed once per video and kept in the reservoir; the condition
+embedder's output is kept there too, per timestep value (`PlannedWan.conditions`). A clean pass,
+whose output nobody reads, ends at the last layer's K/V write (`AttentionState.output`).
 
 A plan's token memory (`Plan.tokens`) is attended after the memory frames, each token row at its
 source frame's position + the plan's shift, per batch row; at the chunk's first forward
@@ -25,7 +26,7 @@ pass also records, per frame and layer, the sum of its roped queries for those s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable, Sequence
 
 import torch
@@ -75,10 +76,18 @@ class AttentionState:
             **extra,
         )
 
-    def place(self, rope: torch.nn.Module, height: int, width: int, device: torch.device) -> None:
-        """Build the RoPE tables of the input once per forward for all layers; the memory's are built
-        when a layer first needs them (not at all once a prepared memory holds every layer)."""
-        self.rope = rope_tables(rope, self.positions, height, width, device)
+    def place(
+        self,
+        rope: torch.nn.Module,
+        height: int,
+        width: int,
+        device: torch.device,
+        input_tables: Callable[..., RopeTable] | None = None,
+    ) -> None:
+        """Build the RoPE tables of the input once per forward for all layers (with `input_tables`, a
+        cached `rope_tables`, once while the positions stay the same); the memory's are built when a
+        layer first needs them (not at all once a prepared memory holds every layer)."""
+        self.rope = (input_tables or rope_tables)(rope, tuple(self.positions), height, width, device)
         self.rope_at = memoised(partial(rope_tables, rope, height=height, width=width, device=device))
 
     def rope_rows(self, x: torch.Tensor, positions: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
@@ -307,16 +316,26 @@ class TextAttnProcessor:
 
 
 class PlannedWan(torch.nn.Module):
-    """A `WanTransformer3DModel` whose self-attention follows an `AttentionState` per forward."""
+    """A text-to-video `WanTransformer3DModel` whose self-attention follows an `AttentionState` per
+    forward.
+
+    The forward is diffusers' `WanTransformer3DModel.forward` written out with diffusers' own
+    modules (tested equal to it), minus what a planned forward does not need or has already
+    computed: diffusers' RoPE tables (the planned processors build their own, and the input's once
+    for as long as its positions stay the same), and, within a video (a state with a reservoir), the
+    condition embedder's output for timestep values it has seen.
+    """
 
     def __init__(self, transformer: WanTransformer3DModel) -> None:
         super().__init__()
+        if transformer.condition_embedder.image_embedder is not None:
+            raise ValueError("PlannedWan runs text-to-video Wan; this transformer is image-conditioned (image_dim)")
         self.transformer = transformer
         self.slot = StateSlot()
+        self.input_rope = lru_cache(maxsize=1)(rope_tables)  # the denoising steps of a chunk share positions
         for i, block in enumerate(transformer.blocks):
             block.attn1.set_processor(PlannedAttnProcessor(i, self.slot, last=i == len(transformer.blocks) - 1))
-            if block.attn2.add_k_proj is None:  # text-only cross-attention (image-conditioned Wan keeps diffusers')
-                block.attn2.set_processor(TextAttnProcessor(i, self.slot))
+            block.attn2.set_processor(TextAttnProcessor(i, self.slot))
 
     @property
     def config(self):
@@ -341,17 +360,49 @@ class PlannedWan(torch.nn.Module):
     def _forward(
         self, latents: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor, state: AttentionState
     ) -> torch.Tensor | None:
-        rope = self.transformer.rope
-        h, w = self.grid(latents.shape[-2], latents.shape[-1])
-        if len(state.positions) != latents.shape[2]:
-            raise ValueError(f"{len(state.positions)} positions for {latents.shape[2]} frames")
+        model = self.transformer
+        batch, _, frames, height, width = latents.shape
+        h, w = self.grid(height, width)
+        if len(state.positions) != frames:
+            raise ValueError(f"{len(state.positions)} positions for {frames} frames")
         if not state.output and not state.write_frames:
             raise ValueError("a forward without output must write K/V (write_frames)")
-        state.place(rope, h, w, latents.device)
+        state.place(model.rope, h, w, latents.device, self.input_rope)
+        x = model.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
+        temb, modulation, context = self.conditions(timestep, text, state.reservoir)
         self.slot.state = state
         try:
-            return self.transformer(latents, timestep, text, return_dict=False)[0]
+            for block in model.blocks:
+                x = block(x, context, modulation, None)
         except KVWritten:
             return None
         finally:
             self.slot.state = None
+
+        temb = temb if temb.ndim == 3 else temb.unsqueeze(1)  # (batch, tokens or 1, dim)
+        shift, scale = (model.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)).unbind(2)
+        x = model.proj_out((model.norm_out(x.float()) * (1 + scale) + shift).type_as(x))
+        p_t, p_h, p_w = self.config.patch_size
+        x = x.reshape(batch, frames // p_t, h, w, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+    def conditions(
+        self, timestep: torch.Tensor, text: torch.Tensor, reservoir: KVReservoir | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The condition embedder's time embedding, the blocks' modulation input (batch, [tokens,] 6,
+        dim) and the embedded text. A video (one reservoir, one set of prompts) computes them once per
+        timestep value (`reservoir.conditions`; reading the values synchronises a GPU once per
+        forward); per-token timesteps, and forwards without a reservoir, compute them every time."""
+        per_token = timestep.ndim == 2
+        key = None if reservoir is None or per_token else tuple(timestep.tolist())
+        if key is not None and key in reservoir.conditions:
+            return reservoir.conditions[key]
+        temb, projected, context, _ = self.transformer.condition_embedder(
+            timestep.flatten(), text, None, timestep_seq_len=timestep.shape[1] if per_token else None
+        )
+        if key is not None and reservoir.conditions:  # the video's prompts, embedded already: hold them once
+            context = next(iter(reservoir.conditions.values()))[2]
+        embedded = temb, projected.unflatten(-1, (6, -1)), context
+        if key is not None:
+            reservoir.conditions[key] = embedded
+        return embedded
