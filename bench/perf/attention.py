@@ -50,6 +50,7 @@ from bench.generation.wan_attention import (
     AttentionState,
     PlannedAttnProcessor,
     PreparedMemory,
+    RopeTable,
     StateSlot,
     rope_tables,
 )
@@ -206,7 +207,7 @@ class Point:
         self.reservoir.tokens = copied(self.tokens)
         return layer.self_attention(self.first, hidden)
 
-    def memory_tables(self, layer: Layer) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def memory_tables(self, layer: Layer) -> list[RopeTable]:
         """The RoPE tables a forward builds for its memory, once for all layers (the processor asks its
         state's `rope_at` for them): at the planned entries' positions and at the token rows'."""
         state, positions = self.unprepared, []
