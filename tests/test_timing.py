@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from bench.perf.profiler import Profiler
 from bench.perf.timer import medians_ms
 from memory_policies import ConfigError, RelaxedPolicy
 
-SECTIONS = {"selection", "denoise", "clean_pass", "dit", "attention", "reservoir_write"}
+SECTIONS = {"selection", "denoise", "clean_pass", "dit", "attention", "kernel", "reservoir_write"}
 
 
 def make_cfg(name: str, overrides: list[str]):
@@ -107,17 +108,16 @@ def test_attention_benchmark_measures_every_policy(tmp_path):
     forwards = 5
     for row in policies.values():
         # 4 forwards reuse the memory prepared in the first; without the preparation all 5 rebuild it,
-        # and each forward builds the memory's RoPE tables (one per 30 layers) instead of the chunk's first
-        selection = row["selection_ms"] / (30 * forwards)
+        # and each forward builds the memory's RoPE tables (one per 30 layers) instead of the chunk's first;
+        # the input's tables and the selection come once per chunk (30 layers x 5 forwards) either way
+        per_chunk = (row["selection_ms"] + row["rope_tables_ms"]) / (30 * forwards)
         build = row["memory_ms"] + row["memory_tables_ms"] / 30
         assert row["memory_chunk_ms"] == pytest.approx(build + 4 * row["memory_reuse_ms"])
         assert row["memory_chunk_unprepared_ms"] == pytest.approx(5 * build)
         assert row["self_attn_ms"] == pytest.approx((row["step1_ms"] + 4 * row["processor_ms"]) / forwards
-                                                    + row["rope_tables_ms"] / 30 + row["memory_tables_ms"] / 150
-                                                    + selection)
+                                                    + row["memory_tables_ms"] / 150 + per_chunk)
         assert row["self_attn_unprepared_ms"] == pytest.approx(
-            (row["step1_ms"] + 4 * row["processor_unprepared_ms"]) / forwards
-            + (row["rope_tables_ms"] + row["memory_tables_ms"]) / 30 + selection)
+            (row["step1_ms"] + 4 * row["processor_unprepared_ms"]) / forwards + row["memory_tables_ms"] / 30 + per_chunk)
         assert row["rest_ms"] == pytest.approx(row["self_attn_ms"] - row["kernel_ms"] - row["memory_chunk_ms"] / 5)
     # one chunk's prepared K and V: 18 memory frames of dense-21, 4 of relaxed (2 sinks, history, tail)
     assert policies["dense"]["prepared_bytes"] == 18 * bytes_per_frame * 30
@@ -181,6 +181,14 @@ def test_end_to_end_comparison_writes_its_results(random_toy_weights, tmp_path):
                                                           / dense["unprepared"]["latent_frames_per_s"])
     for policy in (dense, relaxed):
         assert policy["prep_speedup"] == pytest.approx(policy["unprepared"]["seconds"] / policy["seconds"])
+        for run_ in policy["runs"]:  # the kernel is one part of the self-attention
+            assert 0 < run_["per_chunk_mean_s"]["kernel"] < run_["per_chunk_mean_s"]["attention"]
+    # one ratio per ABBA round, each from that round's two generations
+    rounds = [d["seconds"] / r["seconds"] for d, r in zip(dense["runs"], relaxed["runs"])]
+    assert on_disk["speedup_rounds"] == pytest.approx(rounds)
+    kernels = [statistics.median(r["per_chunk_mean_s"]["kernel"] for r in p["runs"]) for p in (dense, relaxed)]
+    # 4 chunks of 3 frames: relaxed's time with dense's kernel in place of its own
+    assert on_disk["kernel_bound"] == pytest.approx((relaxed["seconds"] + 4 * (kernels[0] - kernels[1])) / relaxed["seconds"])
     assert (dense["kv_peak_frames"], relaxed["kv_peak_frames"]) == (12, 9)  # the attendable store
     # K and V x tokens x heads x head_dim x fp32 x 4 layers: dense attends its 9 earlier frames at chunk 9,
     # relaxed its 2 sinks + 1 history + 1 tail; none prepared with the switch off
@@ -189,3 +197,16 @@ def test_end_to_end_comparison_writes_its_results(random_toy_weights, tmp_path):
     assert dense["unprepared"]["prepared_peak_bytes"] == relaxed["unprepared"]["prepared_peak_bytes"] == 0
     text = report(result)
     assert "speed-up dense / relaxed" in text and "speed-up of the preparation, relaxed" in text
+    assert "differed only in their attention kernel" in text
+
+
+def test_kernel_bound_puts_dense_kernel_into_relaxed_time():
+    from bench.perf.e2e import kernel_bound
+
+    def policy(seconds: float, kernels: list[float]) -> dict:
+        return {"seconds": seconds, "runs": [{"per_chunk_mean_s": {"kernel": k, "dit": 1.0}} for k in kernels]}
+
+    # medians 0.15 and 0.05 s per chunk; relaxed 24 s over 80 chunks: (24 + 80 x 0.1) / 24
+    assert kernel_bound(policy(40, [0.14, 0.15, 0.2]), policy(24, [0.05, 0.04, 0.06]), 80) == pytest.approx(32 / 24)
+    unprofiled = {"seconds": 24, "runs": [{"per_chunk_mean_s": {}}]}
+    assert kernel_bound(unprofiled, unprofiled, 80) is None

@@ -58,7 +58,7 @@ class AttentionState:
     prepared: PreparedMemory | None = field(default=None, repr=False)  # the chunk's memory K/V; None: rebuilt per forward
     rope: RopeTable | None = field(default=None, repr=False)
     rope_at: Callable[[tuple[int, ...]], RopeTable] | None = field(default=None, repr=False)
-    # times "dit", "attention", "reservoir_write", "token_selection", "memory_kv"; the default is disabled
+    # times "dit", "attention", "reservoir_write", "token_selection", "memory_kv", "kernel"; the default is disabled
     profiler: Profiler = field(default_factory=lambda: Profiler(enabled=False), repr=False)
 
     @classmethod
@@ -178,12 +178,15 @@ def joined(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def attended(
-    attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
-) -> torch.Tensor:
-    """SDPA over (batch, rows, heads, head_dim) query/key/value, then `attn`'s output projection."""
+def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA over (batch, rows, heads, head_dim) query/key/value; the output in that layout."""
     out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask)
-    return attn.to_out[1](attn.to_out[0](out.transpose(1, 2).flatten(2, 3).type_as(query)))
+    return out.transpose(1, 2)
+
+
+def projected(attn, out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`attn`'s output projection of the heads `out` (batch, rows, heads, head_dim), taken to `dtype` first."""
+    return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).to(dtype)))
 
 
 class StateSlot:
@@ -242,7 +245,9 @@ class PlannedAttnProcessor:
             key = torch.cat([memory.key, key], dim=1)
             value = torch.cat([memory.value, value], dim=1)
 
-        return attended(attn, query, key, value, mask)
+        with state.profiler.section("kernel"):  # inside "attention": the part that grows with the keys attended
+            out = sdpa(query, key, value, mask)
+        return projected(attn, out, query.dtype)
 
     def memory(self, state: AttentionState, dtype: torch.dtype, selected: bool = False) -> MemoryKV | None:
         """This layer's memory under the state's plan (None if it has none): the chunk's prepared one,
@@ -312,7 +317,7 @@ class TextAttnProcessor:
                 reservoir.text_kv[self.layer] = cached
         elif cached[0].shape[0] != query.shape[0]:
             raise RuntimeError(f"the reservoir holds text K/V of {cached[0].shape[0]} prompts, the forward has {query.shape[0]}")
-        return attended(attn, query, *cached, attention_mask)
+        return projected(attn, sdpa(query, *cached, attention_mask), query.dtype)
 
 
 class PlannedWan(torch.nn.Module):

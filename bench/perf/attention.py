@@ -15,8 +15,8 @@ policy configs), it times per layer and DiT forward:
   memory's RoPE tables, built once per forward for all layers), summed per chunk with and without
   the preparation (`memory_chunk_ms`, `memory_chunk_unprepared_ms`);
 - `self_attn_ms` (prepared) and `self_attn_unprepared_ms`: the mean over a chunk's forwards of the
-  processor, plus the per-forward RoPE tables shared by all layers (/ `layers`) and the per-chunk
-  selection step (/ `layers` x forwards per chunk); `rest_ms`: what is neither kernel nor memory.
+  processor, plus the input's RoPE tables (`rope_tables_ms`, built once per chunk for all layers) and
+  the selection step, both / (`layers` x forwards per chunk); `rest_ms`: what is neither kernel nor memory.
 Each policy's reservoir is brought to the planned chunk `t` by the samplers' own loop
 (`ARSampler.generate`) on a one-layer stand-in DiT (`WarmupDiT`), so synthesised entries and token
 memories are there as a run would leave them; the selection step is timed in that loop.
@@ -286,14 +286,15 @@ def per_chunk(row: dict, layers: int, forwards: int) -> dict:
     built, tables included, in every forward."""
     build = row["memory_ms"] + row["memory_tables_ms"] / layers
     shared = row["selection_ms"] / (layers * forwards)
+    chunk_tables = row["rope_tables_ms"] / (layers * forwards)  # the input's, once while a chunk's positions stay
     first = row["step1_ms"] / forwards
     out = {
         "memory_chunk_ms": build + (forwards - 1) * row["memory_reuse_ms"],  # per layer and chunk
         "memory_chunk_unprepared_ms": forwards * build,
-        "self_attn_ms": first + (forwards - 1) * row["processor_ms"] / forwards + row["rope_tables_ms"] / layers
-        + row["memory_tables_ms"] / (layers * forwards) + shared,
+        "self_attn_ms": first + (forwards - 1) * row["processor_ms"] / forwards
+        + row["memory_tables_ms"] / (layers * forwards) + shared + chunk_tables,
         "self_attn_unprepared_ms": first + (forwards - 1) * row["processor_unprepared_ms"] / forwards
-        + (row["rope_tables_ms"] + row["memory_tables_ms"]) / layers + shared,
+        + row["memory_tables_ms"] / layers + shared + chunk_tables,
     }
     prepared = out["memory_chunk_ms"]
     out["memory_prep_ratio"] = out["memory_chunk_unprepared_ms"] / prepared if prepared > 0 else None

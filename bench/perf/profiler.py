@@ -1,7 +1,8 @@
 """Wall-clock sections per chunk, synchronised on GPU, so a run's time can be split by component.
 
 Sections nest: "denoise" and "clean_pass" (sampler) contain "dit" (each DiT forward), which
-contains "attention" (each self-attention layer), which contains "reservoir_write" (clean pass);
+contains "attention" (each self-attention layer), which contains "reservoir_write" (clean pass),
+"token_selection", "memory_kv" (a layer's memory gathered and roped) and "kernel" (its SDPA);
 "selection" (retain + plan) and "decode" / "evaluation" stand alone. A disabled profiler times
 nothing and costs nothing, so profiling can be switched off to show it changes no output.
 """
