@@ -402,12 +402,12 @@ class PlannedWan(torch.nn.Module):
         key = None if reservoir is None or per_token else tuple(timestep.tolist())
         if key is not None and key in reservoir.conditions:
             return reservoir.conditions[key]
-        temb, projected, context, _ = self.transformer.condition_embedder(
+        temb, timestep_proj, context, _ = self.transformer.condition_embedder(
             timestep.flatten(), text, None, timestep_seq_len=timestep.shape[1] if per_token else None
         )
         if key is not None and reservoir.conditions:  # the video's prompts, embedded already: hold them once
             context = next(iter(reservoir.conditions.values()))[2]
-        embedded = temb, projected.unflatten(-1, (6, -1)), context
+        embedded = temb, timestep_proj.unflatten(-1, (6, -1)), context
         if key is not None:
             reservoir.conditions[key] = embedded
         return embedded
